@@ -1,0 +1,14 @@
+"""MS-COCO 2014, 80 labels, evaluated on the validation split as in the paper (Table 1).
+
+Variants: configs/coco.py:vgg16 | :inception_v3 | :resnet101 (default) | :resnet152.
+Point `model.pretrained` at a converted ImageNet checkpoint (README, "Pretrained backbones").
+"""
+
+from jaxgan.base_config import get_base_config, set_backbone
+
+
+def get_config(variant: str = "resnet101"):
+    config = get_base_config()
+    config.data.name = "coco"
+    config.data.augment = "paper"
+    return set_backbone(config, variant or "resnet101")

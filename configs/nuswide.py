@@ -1,0 +1,13 @@
+"""NUS-WIDE, 81 concepts (Table 2); see README for the manual download and the splits.
+
+Variants: configs/nuswide.py:vgg16 | :inception_v3 | :resnet101 (default) | :resnet152.
+"""
+
+from jaxgan.base_config import get_base_config, set_backbone
+
+
+def get_config(variant: str = "resnet101"):
+    config = get_base_config()
+    config.data.name = "nuswide"
+    config.data.augment = "paper"
+    return set_backbone(config, variant or "resnet101")

@@ -1,0 +1,86 @@
+"""The defaults every config starts from: the paper's hyper-parameters (DESIGN §1).
+
+Config files under `configs/` call `get_base_config()` and change what their dataset and
+backbone need; every field can be overridden on the command line (`--config.method.alpha=5`).
+"""
+
+import ml_collections
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "resnet101"  # a key of jaxgan.models.GENERATORS
+    c.model.width = 64  # base channel count (ResNet family); the paper's backbones use 64
+    c.model.dtype = "float32"  # compute dtype: "float32" or "bfloat16" (parameters stay float32)
+    c.model.pretrained = ""  # converted ImageNet checkpoint (python -m jaxgan.convert); "" = random init
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "coco"  # a key of jaxgan.data.datasets.SOURCES
+    c.data.data_dir = ml_collections.FieldReference(None, field_type=str)  # TFDS data_dir
+    c.data.image_size = 224  # the model's input side
+    c.data.augment = "paper"  # "paper" (five patches x five scales + flip) | "flip" | "none"
+    c.data.normalization = "imagenet"  # "imagenet" | "inception" | "unit" ([0, 1])
+    c.data.shuffle_buffer = 10_000
+    c.data.num_parallel_calls = -1  # tf.data.AUTOTUNE
+    c.data.private_threads = 0  # tf.data private thread pool size; 0 = tf.data's default
+
+    c.method = ml_collections.ConfigDict()
+    c.method.alpha = 10.0  # BCE weight in the generator loss (Eq. 2)
+    c.method.gp_weight = 10.0  # lambda, gradient-penalty scale (Eq. 4)
+    c.method.beta = 0.9  # Gumbel-sigmoid inverse temperature, no annealing
+    c.method.n_critic = 3  # discriminator updates per generator update
+    c.method.straight_through = False  # hard Gumbel samples with soft gradients
+    c.method.negative_sampling = True  # mismatched (x, y') pairs; off = ablation (c)
+    c.method.conditional = True  # D(y, x); off = D(y), ablation (d)
+    c.method.gumbel = True  # off = feed sigmoid(s) to D, ablation (e)
+    c.method.feature_extractor = "snapshot"  # f_ext: "snapshot" of G after the BCE phase | "pretrained"
+    c.method.threshold = 0.5  # a label is predicted when sigmoid(s) > threshold
+
+    c.discriminator = ml_collections.ConfigDict()
+    c.discriminator.embed_dim = 256
+    c.discriminator.hidden_dim = 512
+    c.discriminator.num_layers = 8
+    c.discriminator.negative_slope = 0.2  # leaky ReLU slope (the paper does not give one)
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.g_learning_rate = 1e-4
+    c.optim.d_learning_rate = 1e-4
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.weight_decay = 0.0
+
+    c.schedule = ml_collections.ConfigDict()
+    c.schedule.batch_size = 32  # global batch, split over all devices
+    c.schedule.eval_batch_size = 64
+    c.schedule.bce_steps = 20_000  # phase 1: BCE fine-tuning updates of G
+    c.schedule.adversarial_steps = 20_000  # phase 2: generator updates (each after n_critic D updates)
+    c.schedule.log_every = 100
+    c.schedule.eval_every = 5_000  # 0 = only at the end of each phase
+    c.schedule.checkpoint_every = 1_000
+    c.schedule.keep_checkpoints = 3
+    return c
+
+
+# The paper's backbones (and the smaller torchvision ResNets) with the input each expects.
+BACKBONES = {
+    "vgg16": dict(image_size=224, normalization="imagenet"),
+    "inception_v3": dict(image_size=299, normalization="inception"),
+    "resnet18": dict(image_size=224, normalization="imagenet"),
+    "resnet34": dict(image_size=224, normalization="imagenet"),
+    "resnet50": dict(image_size=224, normalization="imagenet"),
+    "resnet101": dict(image_size=224, normalization="imagenet"),
+    "resnet152": dict(image_size=224, normalization="imagenet"),
+}
+
+
+def set_backbone(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    """Points `config` at backbone `name` with the input size and normalisation it expects."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone variant {name!r}; choose one of {sorted(BACKBONES)}")
+    config.model.name = name
+    config.data.image_size = BACKBONES[name]["image_size"]
+    config.data.normalization = BACKBONES[name]["normalization"]
+    return config
