@@ -32,12 +32,15 @@ class Source:
       where results are reported (COCO reports on its validation split, as the paper does).
     class_names: one name per label, in label-vector order.
     decode: TFDS example -> {"image": uint8 [H, W, 3], "labels": float32 [L]} (graph mode).
+    keep: optional TFDS example -> bool predicate (graph mode); examples it rejects are
+      dropped before anything else (e.g. COCO images without objects).
     """
 
     builder: tfds.core.DatasetBuilder
     splits: Mapping[str, str]
     class_names: tuple[str, ...]
     decode: Callable[[dict], dict]
+    keep: Callable[[dict], object] | None = None
 
     @property
     def num_labels(self) -> int:
