@@ -15,7 +15,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.model.name = "resnet101"  # a key of jaxgan.models.GENERATORS
     c.model.width = 64  # base channel count (ResNet family); the paper's backbones use 64
     c.model.dtype = "float32"  # compute dtype: "float32" or "bfloat16" (parameters stay float32)
-    c.model.pretrained = ""  # converted ImageNet checkpoint (python -m jaxgan.convert); "" = random init
+    c.model.pretrained = (
+        ""  # converted ImageNet checkpoint (python -m jaxgan.convert); "" = random init
+    )
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "coco"  # a key of jaxgan.data.datasets.SOURCES
@@ -36,7 +38,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.method.negative_sampling = True  # mismatched (x, y') pairs; off = ablation (c)
     c.method.conditional = True  # D(y, x); off = D(y), ablation (d)
     c.method.gumbel = True  # off = feed sigmoid(s) to D, ablation (e)
-    c.method.feature_extractor = "snapshot"  # f_ext: "snapshot" of G after the BCE phase | "pretrained"
+    c.method.feature_extractor = (
+        "snapshot"  # f_ext: "snapshot" of G after the BCE phase | "pretrained"
+    )
     c.method.threshold = 0.5  # a label is predicted when sigmoid(s) > threshold
 
     c.discriminator = ml_collections.ConfigDict()
@@ -56,7 +60,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.schedule.batch_size = 32  # global batch, split over all devices
     c.schedule.eval_batch_size = 64
     c.schedule.bce_steps = 20_000  # phase 1: BCE fine-tuning updates of G
-    c.schedule.adversarial_steps = 20_000  # phase 2: generator updates (each after n_critic D updates)
+    c.schedule.adversarial_steps = (
+        20_000  # phase 2: generator updates (each after n_critic D updates)
+    )
     c.schedule.log_every = 100
     c.schedule.eval_every = 5_000  # 0 = only at the end of each phase
     c.schedule.checkpoint_every = 1_000

@@ -1,7 +1,8 @@
 """Generator registry: a config's `model.name` to a Flax module.
 
-Every generator is a Linen module called as `model.apply(variables, x, train=..., features_only=...)`
-on normalised float images `x` of shape [B, H, W, 3]. It returns float32 logits [B, L], or, with
+Every generator is a Linen module called as
+`model.apply(variables, x, train=..., features_only=...)` on normalised float images `x` of
+shape [B, H, W, 3]. It returns float32 logits [B, L], or, with
 `features_only=True`, the pooled backbone features [B, F] (what f_ext uses). Its output layer is
 the submodule named `head`, so converted ImageNet weights load into everything else.
 """
@@ -33,7 +34,9 @@ def create_generator(model_config: ml_collections.ConfigDict, num_labels: int):
             f"unknown model.name {model_config.name!r}; choose one of {sorted(GENERATORS)}"
         )
     if model_config.dtype not in DTYPES:
-        raise ValueError(f"unknown model.dtype {model_config.dtype!r}; choose one of {sorted(DTYPES)}")
+        raise ValueError(
+            f"unknown model.dtype {model_config.dtype!r}; choose one of {sorted(DTYPES)}"
+        )
     module_name, constructor = GENERATORS[model_config.name]
     build = getattr(importlib.import_module(module_name), constructor)
     return build(num_labels=num_labels, dtype=DTYPES[model_config.dtype], width=model_config.width)

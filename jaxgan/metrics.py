@@ -1,0 +1,96 @@
+"""Multi-label metrics on the host (DESIGN §2), over a whole evaluation split.
+
+Conventions (the paper's and ML-GCN's): CF1 = 2·CP·CR/(CP+CR), the harmonic mean of the
+per-class means, not the mean of per-class F1; OP/OR/OF1 pool all (image, label) decisions
+(OF1 = micro F1); a never-predicted class has precision 0. Classes with no positive example
+in the split are left out of every per-class mean (their recall and AP are undefined).
+Top-3 variants keep, per image, the 3 highest scores that also pass the threshold.
+"""
+
+import numpy as np
+
+
+def _f1(precision: float, recall: float) -> float:
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.where(den > 0, num / np.maximum(den, 1), 0.0)
+
+
+def top_k_mask(scores: np.ndarray, k: int) -> np.ndarray:
+    """True at each row's k highest scores (ties broken by label order)."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    mask = np.zeros(scores.shape, bool)
+    np.put_along_axis(mask, order, True, axis=1)
+    return mask
+
+
+def precision_recall_f1(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """C-P/R/F1 and O-P/R/F1 of boolean predictions against {0, 1} labels, both [N, L]."""
+    truth = labels > 0.5
+    present = truth.any(axis=0)
+    correct = (predicted & truth).sum(axis=0)[present].astype(float)
+    n_predicted = predicted.sum(axis=0)[present].astype(float)
+    n_truth = truth.sum(axis=0)[present].astype(float)
+    cp = float(np.mean(_safe_ratio(correct, n_predicted)))
+    cr = float(np.mean(correct / n_truth))
+    op = float(correct.sum() / max(n_predicted.sum(), 1))
+    o_r = float(correct.sum() / n_truth.sum())
+    return {"CP": cp, "CR": cr, "CF1": _f1(cp, cr), "OP": op, "OR": o_r, "OF1": _f1(op, o_r)}
+
+
+def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Non-interpolated AP of one class: mean precision at the rank of each positive."""
+    order = np.argsort(-scores, kind="stable")
+    hits = positives[order]
+    precision_at_rank = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision_at_rank[hits].mean())
+
+
+def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    truth = labels > 0.5
+    present = np.flatnonzero(truth.any(axis=0))
+    return float(np.mean([average_precision(scores[:, i], truth[:, i]) for i in present]))
+
+
+def compute_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict:
+    """All of DESIGN §2 for probabilities `scores` and {0, 1} `labels`, both [N, L]."""
+    scores = np.asarray(scores, np.float64)
+    labels = np.asarray(labels)
+    if scores.shape != labels.shape or scores.ndim != 2:
+        raise ValueError(f"scores {scores.shape} and labels {labels.shape} must both be [N, L]")
+    predicted = scores > threshold
+    results = precision_recall_f1(predicted, labels)
+    top3 = precision_recall_f1(predicted & top_k_mask(scores, 3), labels)
+    results.update({f"{name}_top3": value for name, value in top3.items()})
+    results["mAP"] = mean_average_precision(scores, labels)
+    results["labels_per_image"] = float(predicted.sum(axis=1).mean())
+    results["num_images"] = int(scores.shape[0])
+    return results
+
+
+def best_threshold(scores: np.ndarray, labels: np.ndarray, metric: str = "CF1") -> float:
+    """The threshold in 0.05..0.95 maximising `metric` (CF1, OF1, ...); choose it on validation."""
+    candidates = np.round(np.arange(0.05, 0.951, 0.05), 2)
+    values = [precision_recall_f1(scores > t, labels)[metric] for t in candidates]
+    return float(candidates[int(np.argmax(values))])
+
+
+def format_table(results: dict, title: str = "") -> str:
+    """The metrics as a small fixed-width table, percentages like the paper's."""
+    rows = [
+        ("threshold", ["CP", "CR", "CF1", "OP", "OR", "OF1"]),
+        ("top-3", ["CP_top3", "CR_top3", "CF1_top3", "OP_top3", "OR_top3", "OF1_top3"]),
+    ]
+    lines = [title] if title else []
+    lines.append(
+        f"{'':10s}" + "".join(f"{h:>8s}" for h in ["C-P", "C-R", "C-F1", "O-P", "O-R", "O-F1"])
+    )
+    for name, keys in rows:
+        lines.append(f"{name:10s}" + "".join(f"{100 * results[k]:8.2f}" for k in keys))
+    lines.append(
+        f"mAP {100 * results['mAP']:.2f}   labels/image {results['labels_per_image']:.2f}"
+        f"   images {results['num_images']}"
+    )
+    return "\n".join(lines)

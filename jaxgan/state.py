@@ -1,0 +1,70 @@
+"""The train state: both networks, both optimiser states, the frozen f_ext, counters, RNG."""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+Variables = dict[str, Any]
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a checkpoint must hold to continue training exactly.
+
+    step: generator updates so far, over both phases (the BCE phase is steps [0, bce_steps)).
+    d_step: discriminator updates so far.
+    g_params / g_batch_stats / g_opt_state: the generator G and its Adam state.
+    d_params / d_opt_state: the critic D and its Adam state.
+    f_variables: the frozen feature extractor f_ext ({'params', 'batch_stats'} of G's
+      backbone), a snapshot taken when the adversarial phase starts (or the pretrained one).
+    rng: raw key data of the run's base key; steps fold counters into it.
+    """
+
+    step: jax.Array
+    d_step: jax.Array
+    g_params: Any
+    g_batch_stats: Any
+    g_opt_state: optax.OptState
+    d_params: Any
+    d_opt_state: optax.OptState
+    f_variables: Variables
+    rng: jax.Array
+
+    @property
+    def g_variables(self) -> Variables:
+        return {"params": self.g_params, "batch_stats": self.g_batch_stats}
+
+    def key(self) -> jax.Array:
+        return jax.random.wrap_key_data(self.rng)
+
+
+def copy_tree(tree):
+    """A copy with fresh buffers, so that donating one tree never invalidates the other."""
+    return jax.tree.map(jnp.copy, tree)
+
+
+def snapshot_feature_extractor(state: TrainState) -> TrainState:
+    """f_ext := G as it is now (DESIGN §1: taken when the adversarial phase starts)."""
+    return state.replace(f_variables=copy_tree(state.g_variables))
+
+
+def create_train_state(
+    rng: jax.Array, g_variables: Variables, d_params: Any, g_tx, d_tx
+) -> TrainState:
+    """A fresh state; f_ext starts as a copy of G's initial (possibly pretrained) variables."""
+    g_params = g_variables["params"]
+    batch_stats = g_variables.get("batch_stats", {})
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        d_step=jnp.zeros((), jnp.int32),
+        g_params=g_params,
+        g_batch_stats=batch_stats,
+        g_opt_state=g_tx.init(g_params),
+        d_params=d_params,
+        d_opt_state=d_tx.init(d_params),
+        f_variables=copy_tree({"params": g_params, "batch_stats": batch_stats}),
+        rng=jax.random.key_data(rng),
+    )

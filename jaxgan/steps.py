@@ -1,0 +1,201 @@
+"""Pure, module-level step functions (DESIGN §1). `train.py` binds a `StepContext` with
+`functools.partial` and compiles them with `jax.jit` over the device mesh.
+
+A batch is a dict {"image": float [B, H, W, 3], "labels": float {0, 1} [B, L]}. Randomness
+comes from the state's base key with a step counter folded in, so a step's result depends only
+on its inputs, never on how often it was called.
+"""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgan import losses
+from jaxgan.sampling import gumbel_sigmoid
+from jaxgan.state import TrainState
+
+# Streams folded into the base key so the phases never reuse each other's randomness.
+BCE_STREAM, CRITIC_STREAM, GENERATOR_STREAM = 0, 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    """What the steps need besides state and data: the modules, optimisers and method knobs."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    g_tx: optax.GradientTransformation
+    d_tx: optax.GradientTransformation
+    alpha: float = 10.0
+    gp_weight: float = 10.0
+    beta: float = 0.9
+    straight_through: bool = False
+    negative_sampling: bool = True
+    gumbel: bool = True
+
+    @classmethod
+    def from_config(cls, config, generator, discriminator, g_tx, d_tx) -> "StepContext":
+        m = config.method
+        return cls(
+            generator=generator,
+            discriminator=discriminator,
+            g_tx=g_tx,
+            d_tx=d_tx,
+            alpha=m.alpha,
+            gp_weight=m.gp_weight,
+            beta=m.beta,
+            straight_through=m.straight_through,
+            negative_sampling=m.negative_sampling,
+            gumbel=m.gumbel,
+        )
+
+
+def _key(state: TrainState, stream: int, counter: jax.Array) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(state.key(), stream), counter)
+
+
+def _generator_train(ctx: StepContext, params, batch_stats, images, key):
+    """G in training mode: logits and the batch statistics it would write."""
+    logits, updates = ctx.generator.apply(
+        {"params": params, "batch_stats": batch_stats},
+        images,
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"dropout": key},
+    )
+    return logits, updates.get("batch_stats", batch_stats)
+
+
+def _features(ctx: StepContext, state: TrainState, images) -> jax.Array | None:
+    """z = f_ext(x): the frozen backbone, never differentiated; None for an unconditional D."""
+    if not ctx.discriminator.conditional:
+        return None
+    z = ctx.generator.apply(state.f_variables, images, train=False, features_only=True)
+    return jax.lax.stop_gradient(z)
+
+
+def _sample(ctx: StepContext, key, logits) -> jax.Array:
+    """ŷ: a Gumbel-sigmoid sample of G's output, or p = sigmoid(s) without Gumbel (ablation e)."""
+    if not ctx.gumbel:
+        return jax.nn.sigmoid(logits)
+    return gumbel_sigmoid(key, logits, ctx.beta, ctx.straight_through)
+
+
+def _critic(ctx: StepContext, d_params):
+    return lambda labels, features: ctx.discriminator.apply({"params": d_params}, labels, features)
+
+
+def bce_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[TrainState, dict]:
+    """Phase 1: one update of G on the BCE loss alone."""
+    key = _key(state, BCE_STREAM, state.step)
+
+    def loss_fn(params):
+        logits, batch_stats = _generator_train(
+            ctx, params, state.g_batch_stats, batch["image"], key
+        )
+        return losses.bce(logits, batch["labels"]), batch_stats
+
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+    updates, opt_state = ctx.g_tx.update(grads, state.g_opt_state, state.g_params)
+    state = state.replace(
+        step=state.step + 1,
+        g_params=optax.apply_updates(state.g_params, updates),
+        g_batch_stats=batch_stats,
+        g_opt_state=opt_state,
+    )
+    return state, {"bce": loss}
+
+
+def discriminator_step(
+    state: TrainState, batches: dict, ctx: StepContext
+) -> tuple[TrainState, dict]:
+    """One critic update on Eq. 4, each pair kind from its own batch.
+
+    batches: {"matched", "generated", "mismatched"} -> batch. Generated pairs are (x, ŷ) with
+    ŷ sampled from G(x) under stop_gradient; the gradient penalty interpolates that batch's
+    real labels with ŷ at the same images. Mismatched pairs pair each image of the third batch
+    with the label set of another image of it. G (its batch statistics included) stays fixed.
+    """
+    sample_key, dropout_key, eps_key = jax.random.split(_key(state, CRITIC_STREAM, state.d_step), 3)
+    matched, generated, mismatched = (batches[k] for k in ("matched", "generated", "mismatched"))
+
+    logits, _ = _generator_train(
+        ctx, state.g_params, state.g_batch_stats, generated["image"], dropout_key
+    )
+    fake_labels = jax.lax.stop_gradient(_sample(ctx, sample_key, logits))
+    real_features = _features(ctx, state, matched["image"])
+    fake_features = _features(ctx, state, generated["image"])
+    eps = jax.random.uniform(eps_key, (fake_labels.shape[0], 1))
+    interpolated = eps * generated["labels"] + (1.0 - eps) * fake_labels
+    if ctx.negative_sampling:
+        mismatched_features = _features(ctx, state, mismatched["image"])
+        other_labels = jnp.roll(mismatched["labels"], 1, axis=0)
+
+    def loss_fn(d_params):
+        critic = _critic(ctx, d_params)
+        real = critic(matched["labels"], real_features)
+        fake = critic(fake_labels, fake_features)
+        wrong = critic(other_labels, mismatched_features) if ctx.negative_sampling else None
+        penalty = losses.gradient_penalty(lambda y: critic(y, fake_features), interpolated)
+        loss = losses.critic_loss(real, fake, wrong, penalty, ctx.gp_weight)
+        return loss, {"wasserstein": jnp.mean(real) - jnp.mean(fake), "gradient_penalty": penalty}
+
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
+    updates, opt_state = ctx.d_tx.update(grads, state.d_opt_state, state.d_params)
+    state = state.replace(
+        d_step=state.d_step + 1,
+        d_params=optax.apply_updates(state.d_params, updates),
+        d_opt_state=opt_state,
+    )
+    return state, {"d_loss": loss, **metrics}
+
+
+def generator_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[TrainState, dict]:
+    """One update of G on Eq. 2: −E D(ŷ, x) + α·BCE, ŷ a differentiable sample of G(x)."""
+    sample_key, dropout_key = jax.random.split(_key(state, GENERATOR_STREAM, state.step))
+    features = _features(ctx, state, batch["image"])
+    critic = _critic(ctx, state.d_params)
+
+    def loss_fn(params):
+        logits, batch_stats = _generator_train(
+            ctx, params, state.g_batch_stats, batch["image"], dropout_key
+        )
+        scores = critic(_sample(ctx, sample_key, logits), features)
+        loss = losses.generator_loss(scores, logits, batch["labels"], ctx.alpha)
+        bce = losses.bce(logits, batch["labels"])
+        return loss, (batch_stats, {"g_loss": loss, "bce": bce, "g_critic": jnp.mean(scores)})
+
+    (_, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+    updates, opt_state = ctx.g_tx.update(grads, state.g_opt_state, state.g_params)
+    state = state.replace(
+        step=state.step + 1,
+        g_params=optax.apply_updates(state.g_params, updates),
+        g_batch_stats=batch_stats,
+        g_opt_state=opt_state,
+    )
+    return state, metrics
+
+
+def adversarial_step(
+    state: TrainState, critic_batches: dict, generator_batch: dict, ctx: StepContext
+) -> tuple[TrainState, dict]:
+    """One whole phase-2 update as a single compiled call: n_critic critic updates, then one
+    generator update. `critic_batches` is `discriminator_step`'s dict with a leading axis of
+    length n_critic (fresh batches for every update)."""
+
+    def one_critic_update(carry, batches):
+        return discriminator_step(carry, batches, ctx)
+
+    state, critic_metrics = jax.lax.scan(one_critic_update, state, critic_batches)
+    state, generator_metrics = generator_step(state, generator_batch, ctx)
+    last_critic = jax.tree.map(lambda m: m[-1], critic_metrics)
+    return state, {**last_critic, **generator_metrics}
+
+
+def eval_step(state: TrainState, batch: dict, ctx: StepContext) -> jax.Array:
+    """Label probabilities p = sigmoid(G(x)) [B, L] with running BatchNorm statistics."""
+    logits = ctx.generator.apply(state.g_variables, batch["image"], train=False)
+    return jax.nn.sigmoid(logits.astype(jnp.float32))
