@@ -1,0 +1,29 @@
+"""Your own data: a folder of images and a labels file (README, "Your own data").
+
+    python -m jaxgan.main --config=configs/custom.py --workdir=runs/mine \
+      --config.data.image_dir=photos --config.data.labels_file=photos/labels.csv
+
+Variants pick the backbone: configs/custom.py:resnet50 (default) | :resnet18 | :resnet101 | ...
+The first run builds a TFDS copy of the images under data.data_dir (TFDS's default,
+~/tensorflow_datasets, when unset), reporting and skipping missing or unreadable files.
+"""
+
+from jaxgan.base_config import get_base_config, set_backbone
+
+
+def get_config(variant: str = "resnet50"):
+    config = get_base_config()
+    config.data.name = "custom"
+    config.data.image_dir = ""  # folder of images; labels_file names are relative to it
+    config.data.labels_file = ""  # CSV (filename + one 0/1 column per class) or JSON lines
+    config.data.split_seed = 0  # draws the splits the labels file does not give
+    config.data.validation_fraction = 0.1  # of images without a split, when none say validation
+    config.data.test_fraction = 0.1  # of images without a split, when none say test
+    config.data.keep_unlabeled = False  # keep images with no positive label (dropped by default)
+    config.data.augment = "paper"
+    config.data.shuffle_buffer = 2_000
+    config.schedule.bce_steps = 2_000
+    config.schedule.adversarial_steps = 2_000
+    config.schedule.eval_every = 500
+    config.schedule.checkpoint_every = 500
+    return set_backbone(config, variant or "resnet50")

@@ -1,0 +1,70 @@
+"""Your own data: a folder of images plus a labels file (README, 'Your own data').
+
+`make_source` checks the config, reads the labels file, builds the TFDS dataset the first time
+(skipping and reporting bad image files) and returns the `Source` the input pipeline reads.
+"""
+
+import os
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import logging
+
+from jaxgan.data.custom import labels_file
+from jaxgan.data.custom.custom_dataset_builder import CustomConfig, CustomMultilabel
+from jaxgan.data.datasets import Source
+from jaxgan.data.image_files import build_report
+
+__all__ = ["CustomConfig", "CustomMultilabel", "make_source", "decode"]
+
+
+def decode(example: dict) -> dict:
+    image = example["image"]
+    if image.dtype == tf.string:
+        image = tf.io.decode_image(image, channels=3, expand_animations=False)
+    return {"image": image, "labels": tf.cast(example["labels"], tf.float32)}
+
+
+def make_builder(data_config) -> CustomMultilabel:
+    """The (not necessarily prepared) builder for `data_config.image_dir` + `labels_file`."""
+    if not data_config.get("labels_file"):
+        raise ValueError("set --config.data.labels_file to your CSV or JSON lines labels file")
+    if not data_config.get("image_dir"):
+        raise ValueError("set --config.data.image_dir to the folder holding your images")
+    image_dir = os.path.expanduser(data_config.image_dir)
+    if not os.path.isdir(image_dir):
+        raise ValueError(f"data.image_dir {data_config.image_dir!r} is not a folder")
+    class_names, _ = labels_file.read_labels_file(os.path.expanduser(data_config.labels_file))
+    config = CustomConfig(
+        image_dir=image_dir,
+        labels_file=data_config.labels_file,
+        class_names=class_names,
+        split_seed=data_config.get("split_seed", 0),
+        validation_fraction=data_config.get("validation_fraction", 0.1),
+        test_fraction=data_config.get("test_fraction", 0.1),
+        keep_unlabeled=data_config.get("keep_unlabeled", False),
+    )
+    return CustomMultilabel(config=config, data_dir=data_config.get("data_dir"))
+
+
+def make_source(data_config) -> Source:
+    builder = make_builder(data_config)
+    if not builder.is_prepared():
+        logging.info("building %s/%s in %s", builder.name, builder.builder_config.name,
+                     builder.data_dir)  # fmt: skip
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+        )
+        logging.warning("%s", build_report(builder))
+    for split in labels_file.SPLIT_NAMES:
+        if builder.info.splits[split].num_examples == 0:
+            raise ValueError(
+                f"the {split} split of {data_config.labels_file!r} has no readable image; give "
+                f"it some rows or raise data.{split}_fraction (README, 'Your own data')"
+            )
+    return Source(
+        builder=builder,
+        splits={name: name for name in labels_file.SPLIT_NAMES},
+        class_names=builder.builder_config.class_names,
+        decode=decode,
+    )

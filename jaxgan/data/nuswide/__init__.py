@@ -1,0 +1,68 @@
+"""NUS-WIDE (81 concepts) from the official release; see README 'NUS-WIDE'.
+
+`data.split_scheme` picks the builder config: "paper" (150,000 / 59,347, as WARP, Att-RNN and
+the paper) or "official" (the release's train / test lists). Both have "train" and "test"
+splits; the config's `train_split` / `validation_split` / `test_split` map the roles onto them
+(by default validation is the last 5% of train, held out of training).
+"""
+
+import os
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import logging
+
+from jaxgan.data.datasets import Source
+from jaxgan.data.image_files import build_report
+from jaxgan.data.nuswide.nuswide_dataset_builder import CONCEPTS, NusWide
+
+__all__ = ["CONCEPTS", "NusWide", "decode", "make_builder", "make_source", "prepare"]
+
+
+def decode(example: dict) -> dict:
+    image = example["image"]
+    if image.dtype == tf.string:
+        image = tf.io.decode_image(image, channels=3, expand_animations=False)
+    return {"image": image, "labels": tf.cast(example["labels"], tf.float32)}
+
+
+def make_builder(data_config) -> NusWide:
+    scheme = data_config.get("split_scheme", "paper")
+    if scheme not in ("paper", "official"):
+        raise ValueError(f"data.split_scheme must be 'paper' or 'official', got {scheme!r}")
+    return NusWide(config=scheme, data_dir=data_config.get("data_dir"))
+
+
+def prepare(builder: NusWide, manual_dir: str | None) -> None:
+    """Builds the dataset from the release in `manual_dir` unless it is already built."""
+    if builder.is_prepared():
+        return
+    if manual_dir:
+        manual_dir = os.path.expanduser(manual_dir)
+        if not os.path.isdir(manual_dir):
+            raise ValueError(f"data.manual_dir {manual_dir!r} is not a folder")
+    elif not os.path.isdir(os.path.join(builder._data_dir_root, "downloads", "manual")):
+        raise ValueError(
+            f"NUS-WIDE ({builder.builder_config.name} split) is not built in "
+            f"{builder._data_dir_root}; set --config.data.manual_dir to the unpacked official "
+            "release (README, 'NUS-WIDE')"
+        )
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir or None)
+    )
+    logging.warning("%s", build_report(builder))
+
+
+def make_source(data_config) -> Source:
+    builder = make_builder(data_config)
+    prepare(builder, data_config.get("manual_dir"))
+    return Source(
+        builder=builder,
+        splits={
+            "train": data_config.get("train_split", "train[:95%]"),
+            "validation": data_config.get("validation_split", "train[95%:]"),
+            "test": data_config.get("test_split", "test"),
+        },
+        class_names=tuple(CONCEPTS),
+        decode=decode,
+    )
