@@ -45,7 +45,10 @@ def _resize(image: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def five_patch_crop(image: tf.Tensor, position: tf.Tensor, side: tf.Tensor) -> tf.Tensor:
-    """The patch of `side` at `position` (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right, 4 centre)."""
+    """The `side` x `side` patch of a square image at `position`.
+
+    Positions: 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right, 4 centre.
+    """
     full = tf.shape(image)[0]
     far = full - side
     centre = far // 2
@@ -54,14 +57,26 @@ def five_patch_crop(image: tf.Tensor, position: tf.Tensor, side: tf.Tensor) -> t
     return tf.image.crop_to_bounding_box(image, tops[position], lefts[position], side, side)
 
 
-def paper_patch(image: tf.Tensor, seed: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Resize to 256/224 of the input size, cut a random five-patch crop, resize back."""
+def patch_sides(image_size: int) -> tuple[int, tuple[int, ...]]:
+    """(side of the square resize, the five patch sides) for a model input of `image_size`."""
     full = round(image_size * 256 / 224)
-    image = _resize(image, full)
-    sides = tf.constant([max(1, round(full * s / 256)) for s in PATCH_SIDES], tf.int32)
+    return full, tuple(max(1, round(full * s / 256)) for s in PATCH_SIDES)
+
+
+def sample_patch(seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(position in [0, 5), index into PATCH_SIDES in [0, 5)), uniform and independent."""
     seeds = tf.random.experimental.stateless_split(seed, 2)
     position = tf.random.stateless_uniform((), seeds[0], 0, NUM_PATCH_POSITIONS, tf.int32)
-    side = sides[tf.random.stateless_uniform((), seeds[1], 0, len(PATCH_SIDES), tf.int32)]
+    side_index = tf.random.stateless_uniform((), seeds[1], 0, len(PATCH_SIDES), tf.int32)
+    return position, side_index
+
+
+def paper_patch(image: tf.Tensor, seed: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Resize to 256/224 of the input size, cut a random five-patch crop, resize back."""
+    full, sides = patch_sides(image_size)
+    position, side_index = sample_patch(seed)
+    image = _resize(image, full)
+    side = tf.constant(sides, tf.int32)[side_index]
     return _resize(five_patch_crop(image, position, side), image_size)
 
 
