@@ -5,9 +5,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
-def create_mesh() -> Mesh:
-    """A one-axis mesh over every device of every process."""
-    return Mesh(np.asarray(jax.devices()), ("data",))
+def create_mesh(devices=None) -> Mesh:
+    """A one-axis mesh over `devices` (default: every device of every process)."""
+    return Mesh(np.asarray(jax.devices() if devices is None else devices), ("data",))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -1,0 +1,33 @@
+"""The embedded offline dataset (jaxgan/data/digit_scenes): a small ResNet, from scratch.
+
+The README's main command runs this config: the BCE phase, then the adversarial phase, in a
+few minutes on a 2-core CPU. Variant "bce" trains the same number of generator updates with
+BCE alone (the baseline of the README's table).
+"""
+
+from jaxgan.base_config import get_base_config
+
+
+def get_config(variant: str = ""):
+    config = get_base_config()
+    config.model.name = "resnet_small"
+    config.model.width = 16
+    config.data.name = "digit_scenes"
+    config.data.image_size = 32
+    config.data.augment = "none"
+    config.data.normalization = "unit"
+    config.data.shuffle_buffer = 8_192
+    config.optim.g_learning_rate = 1e-3  # from scratch, not fine-tuning: a larger step
+    config.schedule.batch_size = 64
+    config.schedule.eval_batch_size = 256
+    config.schedule.bce_steps = 1_500
+    config.schedule.adversarial_steps = 500
+    config.schedule.log_every = 100
+    config.schedule.eval_every = 0
+    config.schedule.checkpoint_every = 250
+    if variant == "bce":
+        config.schedule.bce_steps += config.schedule.adversarial_steps
+        config.schedule.adversarial_steps = 0
+    elif variant:
+        raise ValueError(f"unknown variant {variant!r} of configs/digit_scenes.py; use '' or 'bce'")
+    return config
