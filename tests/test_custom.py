@@ -1,0 +1,215 @@
+"""Your own data: labels files (CSV, JSON lines), splits, and a folder with bad files in it."""
+
+import csv
+import importlib.util
+import json
+import logging
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxgan.data import custom, datasets, image_files
+from jaxgan.data.custom import labels_file
+
+CLASSES = ("cat", "dog", "sky")
+
+
+def write_image(path, kind, rng):
+    """A small image of random size in one of the formats users' folders hold."""
+    h, w = (int(v) for v in rng.integers(9, 30, 2))
+    pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    if kind == "gray":
+        image = image.convert("L")
+    elif kind == "cmyk":
+        image = image.convert("CMYK")
+    elif kind == "rgba":
+        image = Image.fromarray(np.dstack([pixels, pixels[..., :1]]), "RGBA")
+    elif kind == "palette":
+        image = image.convert("P")
+    fmt = {".png": "PNG", ".bmp": "BMP", ".gif": "GIF"}.get(os.path.splitext(path)[1], "JPEG")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    image.save(path, format=fmt)
+    return h, w
+
+
+def make_folder(root, n_good=24, seed=0):
+    """A folder of images plus bad entries; returns (rows, shapes of the good images)."""
+    rng = np.random.default_rng(seed)
+    kinds = [("rgb", ".jpg"), ("gray", ".jpg"), ("cmyk", ".jpg"), ("rgba", ".png"),
+             ("rgb", ".bmp"), ("palette", ".gif"), ("rgb", ".jpeg")]  # fmt: skip
+    rows, shapes = [], {}
+    for i in range(n_good):
+        kind, ext = kinds[i % len(kinds)]
+        name = f"sub{i % 2}/img{i}{ext}"
+        shapes[name] = write_image(os.path.join(root, name), kind, rng)
+        labels = [int(i % 2 == 0), int(i % 3 == 0), 1 if i % 4 != 3 else int(i % 2 == 1)]
+        rows.append((name, labels))
+    with open(os.path.join(root, "corrupt.jpg"), "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0 this is not a JPEG body")
+    good = open(os.path.join(root, "sub0/img0.jpg"), "rb").read()
+    with open(os.path.join(root, "truncated.jpg"), "wb") as f:
+        f.write(good[: len(good) // 2])
+    open(os.path.join(root, "empty.jpg"), "wb").close()
+    write_image(os.path.join(root, "unlabeled.jpg"), "rgb", rng)
+    rows += [("missing.jpg", [1, 0, 0]), ("corrupt.jpg", [0, 1, 0]),
+             ("truncated.jpg", [1, 1, 0]), ("empty.jpg", [0, 0, 1]),
+             ("unlabeled.jpg", [0, 0, 0])]  # fmt: skip
+    return rows, shapes
+
+
+def write_csv(path, rows, header=("filename", *CLASSES), splits=None):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(list(header) + (["split"] if splits else []))
+        for i, (name, labels) in enumerate(rows):
+            writer.writerow([name, *labels] + ([splits[i]] if splits else []))
+
+
+def config(tmp_path, image_dir, labels, **overrides):
+    c = ml_collections.ConfigDict(
+        {
+            "name": "custom",
+            "image_dir": str(image_dir),
+            "labels_file": str(labels),
+            "data_dir": str(tmp_path / "tfds"),
+            "split_seed": 0,
+            "validation_fraction": 0.2,
+            "test_fraction": 0.2,
+            "keep_unlabeled": False,
+        }  # fmt: skip
+    )
+    c.update(overrides)
+    return c
+
+
+def read_split(source, role):
+    ds = source.builder.as_dataset(split=source.splits[role], shuffle_files=False)
+    out = {}
+    for example in ds:
+        decoded = source.decode(example)
+        out[example["file"].numpy().decode()] = (
+            decoded["image"].numpy(),
+            decoded["labels"].numpy(),
+        )
+    return out
+
+
+def test_folder_with_bad_files_builds_skips_and_reports(tmp_path, caplog):
+    image_dir = tmp_path / "photos"
+    rows, shapes = make_folder(str(image_dir))
+    write_csv(image_dir / "labels.csv", rows)
+    with caplog.at_level(logging.WARNING):
+        source = datasets.get_source(config(tmp_path, image_dir, image_dir / "labels.csv"))
+    assert source.class_names == CLASSES
+
+    read = {role: read_split(source, role) for role in ("train", "validation", "test")}
+    files = [set(r) for r in read.values()]
+    assert not (files[0] & files[1] or files[0] & files[2] or files[1] & files[2])
+    assert set().union(*files) == set(shapes)  # every good image once, no bad or unlabeled one
+    assert all(source.num_examples(role) == len(read[role]) for role in read)
+    assert len(read["validation"]) >= 3 and len(read["test"]) >= 3
+    expected = dict(rows)
+    for split in read.values():
+        for name, (image, labels) in split.items():
+            assert image.dtype == np.uint8 and image.shape == (*shapes[name], 3)
+            np.testing.assert_array_equal(labels, expected[name])
+            assert labels.dtype == np.float32
+
+    report = image_files.build_report(source.builder)
+    assert "skipped 4 of" in report and "dropped 1 images with no label" in report
+    assert "1 empty, 1 missing, 2 unreadable" in report
+    for listed in ["missing.jpg (missing)", "corrupt.jpg (unreadable", "truncated.jpg (unreadable",
+                   "empty.jpg (empty)"]:  # fmt: skip
+        assert listed in report
+    assert report in caplog.text  # the user sees it once, at build time
+
+
+def test_rebuild_is_skipped_and_a_changed_labels_file_gets_a_new_dataset(tmp_path):
+    image_dir = tmp_path / "photos"
+    rows, _ = make_folder(str(image_dir), n_good=10)
+    labels = image_dir / "labels.csv"
+    write_csv(labels, rows)
+    first = custom.make_source(config(tmp_path, image_dir, labels))
+    again = custom.make_source(config(tmp_path, image_dir, labels))
+    assert again.builder.data_dir == first.builder.data_dir
+    write_csv(labels, rows[:8] + rows[10:])
+    os.utime(labels, ns=(1, 1))
+    changed = custom.make_source(config(tmp_path, image_dir, labels))
+    assert changed.builder.data_dir != first.builder.data_dir
+    total = sum(changed.num_examples(r) for r in ("train", "validation", "test"))
+    assert total == 8
+
+
+def test_splits_from_the_file_and_jsonl_give_the_same_dataset(tmp_path):
+    image_dir = tmp_path / "photos"
+    rows, shapes = make_folder(str(image_dir), n_good=12)
+    rows = rows[:12]
+    splits = ["train"] * 8 + ["val", "validation", "test", "test"]
+    write_csv(image_dir / "labels.csv", rows, splits=splits)
+    with open(image_dir / "labels.jsonl", "w") as f:
+        f.write(json.dumps({"classes": list(CLASSES)}) + "\n")
+        for (name, labels), split in zip(rows, splits, strict=True):
+            names = [c for c, v in zip(CLASSES, labels, strict=True) if v]
+            f.write(json.dumps({"file": name, "labels": names, "split": split}) + "\n")
+    from_csv = custom.make_source(config(tmp_path, image_dir, image_dir / "labels.csv"))
+    from_jsonl = custom.make_source(config(tmp_path, image_dir, image_dir / "labels.jsonl"))
+    assert from_jsonl.class_names == from_csv.class_names == CLASSES
+    for role, expected in [("train", rows[:8]), ("validation", rows[8:10]), ("test", rows[10:])]:
+        a, b = read_split(from_csv, role), read_split(from_jsonl, role)
+        assert set(a) == set(b) == {name for name, _ in expected}
+        for name in a:
+            np.testing.assert_array_equal(a[name][1], b[name][1])
+
+
+def test_drawn_splits_follow_the_seed_and_fractions():
+    records = [labels_file.Record(f"{i}.jpg", (1,), None) for i in range(100)]
+    a = labels_file.assign_splits(records, 3, 0.1, 0.2)
+    assert [len(a[s]) for s in ("train", "validation", "test")] == [70, 10, 20]
+    assert a == labels_file.assign_splits(records, 3, 0.1, 0.2)
+    assert a != labels_file.assign_splits(records, 4, 0.1, 0.2)
+    given = records[:5] + [labels_file.Record("t.jpg", (1,), "test")]
+    b = labels_file.assign_splits(given, 0, 0.2, 0.5)
+    assert [r.file for r in b["test"]] == ["t.jpg"] and len(b["validation"]) == 1
+
+
+@pytest.mark.parametrize(
+    "header, row, message",
+    [
+        (("name", *CLASSES), ["a.jpg", 1, 0, 1], "no filename column"),
+        (("filename", *CLASSES), ["a.jpg", 2, 0, 1], "hold 0 or 1"),
+        (("filename", *CLASSES), ["a.jpg", 1, 0, 0], r"\['sky'\] have no positive"),
+        (("filename",), ["a.jpg"], "names no class column"),
+    ],
+)
+def test_labels_file_mistakes_are_named(tmp_path, header, row, message):
+    path = tmp_path / "labels.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, row, ["b.jpg", 0, 1, 0][: len(header)]])
+    with pytest.raises(labels_file.LabelsFileError, match=message):
+        labels_file.read_labels_file(str(path))
+
+
+def test_config_mistakes_are_named(tmp_path):
+    image_dir = tmp_path / "photos"
+    image_dir.mkdir()
+    write_csv(image_dir / "labels.csv", [("a.jpg", [1, 1, 1])])
+    with pytest.raises(ValueError, match="not found"):
+        custom.make_source(config(tmp_path, image_dir, tmp_path / "nope.csv"))
+    with pytest.raises(ValueError, match="is not a folder"):
+        custom.make_source(config(tmp_path, tmp_path / "nope", image_dir / "labels.csv"))
+    with pytest.raises(ValueError, match="labels_file"):
+        custom.make_source(config(tmp_path, image_dir, ""))
+
+
+def test_configs_custom_points_at_this_builder():
+    path = os.path.join(os.path.dirname(__file__), "..", "configs", "custom.py")
+    spec = importlib.util.spec_from_file_location("custom_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = module.get_config()
+    assert c.data.name == "custom" and c.model.name == "resnet50"
+    assert {"image_dir", "labels_file", "split_seed"} <= set(c.data.keys())
