@@ -30,11 +30,11 @@ def precision_recall_f1(predicted: np.ndarray, labels: np.ndarray) -> dict[str, 
     """C-P/R/F1 and O-P/R/F1 of boolean predictions against {0, 1} labels, both [N, L]."""
     truth = labels > 0.5
     present = truth.any(axis=0)
-    correct = (predicted & truth).sum(axis=0)[present].astype(float)
-    n_predicted = predicted.sum(axis=0)[present].astype(float)
-    n_truth = truth.sum(axis=0)[present].astype(float)
-    cp = float(np.mean(_safe_ratio(correct, n_predicted)))
-    cr = float(np.mean(correct / n_truth))
+    correct = (predicted & truth).sum(axis=0).astype(float)
+    n_predicted = predicted.sum(axis=0).astype(float)
+    n_truth = truth.sum(axis=0).astype(float)
+    cp = float(np.mean(_safe_ratio(correct, n_predicted)[present]))
+    cr = float(np.mean(correct[present] / n_truth[present]))
     op = float(correct.sum() / max(n_predicted.sum(), 1))
     o_r = float(correct.sum() / n_truth.sum())
     return {"CP": cp, "CR": cr, "CF1": _f1(cp, cr), "OP": op, "OR": o_r, "OF1": _f1(op, o_r)}

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
+
+from jaxgan import metrics
+
+# 4 images, 3 classes. Predictions at 0.5: class 0 -> images 0, 2; class 1 -> image 1;
+# class 2 -> never.
+SCORES = np.array(
+    [
+        [0.9, 0.2, 0.4],
+        [0.1, 0.8, 0.3],
+        [0.7, 0.4, 0.2],
+        [0.3, 0.1, 0.45],
+    ]
+)
+LABELS = np.array([[1, 0, 1], [0, 1, 0], [0, 1, 0], [1, 0, 1]])
+
+
+def test_hand_computed_values():
+    r = metrics.compute_metrics(SCORES, LABELS, 0.5)
+    # per class: Nc = (1, 1, 0), Np = (2, 1, 0), Ng = (2, 2, 2)
+    cp, cr = (0.5 + 1.0 + 0.0) / 3, (0.5 + 0.5 + 0.0) / 3
+    assert r["CP"] == pytest.approx(cp)
+    assert r["CR"] == pytest.approx(cr)
+    assert r["CF1"] == pytest.approx(2 * cp * cr / (cp + cr))
+    assert r["OP"] == pytest.approx(2 / 3)
+    assert r["OR"] == pytest.approx(2 / 6)
+    assert r["OF1"] == pytest.approx(2 * (2 / 3) * (1 / 3) / (2 / 3 + 1 / 3))
+    assert r["labels_per_image"] == pytest.approx(3 / 4)
+    # AP: class 0 ranks (0.9+, 0.7-, 0.3+) -> (1 + 2/3) / 2; class 1 (0.8+, 0.4+) -> 1;
+    # class 2 (0.45+, 0.4+) -> 1.
+    assert r["mAP"] == pytest.approx(((1 + 2 / 3) / 2 + 1 + 1) / 3)
+
+
+def test_cf1_is_harmonic_mean_of_class_means_not_mean_f1():
+    r = metrics.compute_metrics(SCORES, LABELS, 0.5)
+    mean_f1 = f1_score(LABELS, SCORES > 0.5, average="macro", zero_division=0)
+    assert r["CF1"] != pytest.approx(mean_f1)
+
+
+def test_against_scikit_learn_on_random_data():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((300, 7)) < 0.3).astype(int)
+    scores = np.clip(labels * 0.35 + rng.random((300, 7)) * 0.65, 0, 1)
+    predicted = scores > 0.5
+    r = metrics.compute_metrics(scores, labels, 0.5)
+    cp = precision_score(labels, predicted, average="macro", zero_division=0)
+    cr = recall_score(labels, predicted, average="macro", zero_division=0)
+    assert r["CP"] == pytest.approx(cp)
+    assert r["CR"] == pytest.approx(cr)
+    assert r["CF1"] == pytest.approx(2 * cp * cr / (cp + cr))
+    assert r["OP"] == pytest.approx(precision_score(labels, predicted, average="micro"))
+    assert r["OR"] == pytest.approx(recall_score(labels, predicted, average="micro"))
+    assert r["OF1"] == pytest.approx(f1_score(labels, predicted, average="micro"))
+    assert r["mAP"] == pytest.approx(average_precision_score(labels, scores, average="macro"))
+
+
+def test_top3_keeps_three_best_that_pass_the_threshold():
+    scores = np.array([[0.9, 0.8, 0.7, 0.6, 0.1]])
+    labels = np.array([[0, 0, 0, 1, 1]])
+    assert metrics.compute_metrics(scores, labels, 0.5)["OR"] == pytest.approx(0.5)
+    top3 = metrics.compute_metrics(scores, labels, 0.5)
+    assert top3["OR_top3"] == 0.0  # the fourth-best (the only hit) is cut
+    assert top3["OP_top3"] == 0.0
+    mask = metrics.top_k_mask(scores, 3)
+    assert mask.tolist() == [[True, True, True, False, False]]
+
+
+def test_classes_without_positives_are_left_out():
+    labels = np.array([[1, 0], [1, 0]])
+    scores = np.array([[0.9, 0.9], [0.8, 0.1]])
+    r = metrics.compute_metrics(scores, labels, 0.5)
+    assert r["CP"] == pytest.approx(1.0) and r["CR"] == pytest.approx(1.0)
+    assert r["mAP"] == pytest.approx(1.0)
+    assert r["OP"] == pytest.approx(2 / 3)  # the false positive still counts overall
+
+
+def test_best_threshold_finds_the_separating_value():
+    scores = np.array([[0.3], [0.35], [0.2], [0.1]])
+    labels = np.array([[1], [1], [0], [0]])
+    t = metrics.best_threshold(scores, labels)
+    assert 0.2 <= t < 0.3
+    assert metrics.compute_metrics(scores, labels, t)["CF1"] == pytest.approx(1.0)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="must both be"):
+        metrics.compute_metrics(np.zeros((3, 2)), np.zeros((3, 4)))
+
+
+def test_table_shows_every_metric():
+    table = metrics.format_table(metrics.compute_metrics(SCORES, LABELS), "title")
+    for word in ("C-F1", "O-F1", "top-3", "mAP", "labels/image"):
+        assert word in table
