@@ -1,0 +1,150 @@
+"""NUS-WIDE from a small release in the official layout, bad and unlabeled images included."""
+
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxgan.data import datasets, image_files, nuswide
+from jaxgan.data.nuswide import nuswide_dataset_builder as nb
+
+N_TRAIN, N_TEST = 14, 10
+MISSING, CORRUPT = "Flickr/actor/0002_102.jpg", "Flickr/beach/0003_203.jpg"
+
+
+def make_release(root, rng):
+    """A release in the official layout; returns (part -> (files, labels)) as written."""
+    written = {}
+    for part, n, subdirs in (("Train", N_TRAIN, ("actor", "zebra")), ("Test", N_TEST, ("beach",))):
+        names, files = [], []
+        for i in range(n):
+            sub = subdirs[i % len(subdirs)]
+            name = f"{i:04d}_{100 * (1 + (part == 'Test')) + i}.jpg"
+            prefix = "C:\\ImageData\\Flickr\\" if i % 3 == 0 else ""  # both forms occur
+            names.append(f"{prefix}{sub}\\{name}")
+            files.append(f"Flickr/{sub}/{name}")
+        labels = (rng.random((n, len(nb.CONCEPTS))) < 0.05).astype(np.uint8)
+        labels[1] = 0  # unlabeled images: dropped
+        labels[4] = 0
+        labels[2, 5] = labels[3, 7] = 1  # keep MISSING / CORRUPT labelled
+        os.makedirs(os.path.join(root, "ImageList"), exist_ok=True)
+        with open(os.path.join(root, f"ImageList/{part}Imagelist.txt"), "w") as f:
+            f.write("\n".join(names) + "\n")
+        label_dir = os.path.join(root, "Groundtruth/TrainTestLabels")
+        os.makedirs(label_dir, exist_ok=True)
+        for c, concept in enumerate(nb.CONCEPTS):
+            with open(os.path.join(label_dir, f"Labels_{concept}_{part}.txt"), "w") as f:
+                f.write("".join(f"{v}\n" for v in labels[:, c]))
+        for file in files:
+            path = os.path.join(root, file)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if file == MISSING:
+                continue
+            if file == CORRUPT:
+                with open(path, "wb") as f:
+                    f.write(b"garbage")
+                continue
+            h, w = (int(v) for v in rng.integers(8, 24, 2))
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        written[part.lower()] = (files, labels)
+    with open(os.path.join(root, "Concepts81.txt"), "w") as f:
+        f.write("\n".join(nb.CONCEPTS) + "\n")
+    return written
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    root = tmp_path_factory.mktemp("NUS-WIDE")
+    return str(root), make_release(str(root), np.random.default_rng(0))
+
+
+def data_config(tmp_path, manual_dir, scheme):
+    return ml_collections.ConfigDict(
+        {
+            "name": "nuswide",
+            "split_scheme": scheme,
+            "manual_dir": manual_dir,
+            "data_dir": str(tmp_path / "tfds"),
+            "train_split": "train[:80%]",
+            "validation_split": "train[80%:]",
+            "test_split": "test",
+        }  # fmt: skip
+    )
+
+
+def read(source, split):
+    out = {}
+    for example in source.builder.as_dataset(split=split, shuffle_files=False):
+        decoded = source.decode(example)
+        assert decoded["image"].shape[-1] == 3 and decoded["image"].dtype == np.uint8
+        out[example["file"].numpy().decode()] = decoded["labels"].numpy()
+    return out
+
+
+def labelled(written, part):
+    files, labels = written[part]
+    return {f: labels[i] for i, f in enumerate(files) if labels[i].any()}
+
+
+def test_official_split_drops_unlabeled_and_skips_bad_files(tmp_path, release):
+    root, written = release
+    source = datasets.get_source(data_config(tmp_path, root, "official"))
+    assert source.class_names == tuple(nb.CONCEPTS) and source.num_labels == 81
+    for part in ("train", "test"):
+        expected = labelled(written, part)
+        got = read(source, part)
+        assert set(got) == set(expected) - {MISSING, CORRUPT}
+        for file, labels in got.items():
+            np.testing.assert_array_equal(labels, expected[file])
+    held_out = source.num_examples("train") + source.num_examples("validation")
+    assert held_out == source.builder.info.splits["train"].num_examples
+    report = image_files.build_report(source.builder)
+    assert "skipped 2 of" in report and MISSING in report and CORRUPT in report
+
+
+def test_paper_split_partitions_the_pooled_labelled_images(tmp_path, release):
+    root, written = release
+    source = datasets.get_source(data_config(tmp_path, root, "paper"))
+    train, test = read(source, "train"), read(source, "test")
+    pooled = {**labelled(written, "train"), **labelled(written, "test")}
+    assert not set(train) & set(test)
+    assert set(train) | set(test) == set(pooled) - {MISSING, CORRUPT}
+    for file, labels in {**train, **test}.items():
+        np.testing.assert_array_equal(labels, pooled[file])
+    # The assignment is a function of the label files alone, at the paper's ratio.
+    parts = nb.read_split_lists(root)
+    splits = nb.form_splits(parts, "paper")
+    n = len(pooled)
+    assert len(splits["train"][0]) == round(n * 150_000 / 209_347)
+    assert set(splits["train"][0]) >= set(train) and set(splits["test"][0]) >= set(test)
+    assert nb.form_splits(parts, "paper")["train"][0] == splits["train"][0]
+    official = nb.form_splits(parts, "official")
+    assert splits["train"][0] != official["train"][0]
+
+
+def test_paper_split_has_the_papers_sizes_at_the_releases_count():
+    n = 150_000 + 59_347
+    parts = {
+        "train": ([f"a{i}" for i in range(n - 1000)], np.ones((n - 1000, 1), np.uint8)),
+        "test": ([f"b{i}" for i in range(1500)], np.r_[np.ones((1000, 1)), np.zeros((500, 1))]),
+    }
+    splits = nb.form_splits(parts, "paper")
+    assert (len(splits["train"][0]), len(splits["test"][0])) == (150_000, 59_347)
+
+
+def test_missing_layout_files_are_named(tmp_path):
+    (tmp_path / "ImageList").mkdir()
+    (tmp_path / "ImageList/TrainImagelist.txt").write_text("actor\\0001_1.jpg\n")
+    with pytest.raises(FileNotFoundError, match="TestImagelist.txt"):
+        nb.read_split_lists(str(tmp_path))
+    with pytest.raises(ValueError, match="manual_dir"):
+        nuswide.make_source(data_config(tmp_path, "", "paper"))
+
+
+def test_manual_download_instructions_name_the_release_files():
+    text = nb.NusWide.MANUAL_DOWNLOAD_INSTRUCTIONS
+    for name in ("Imagelist.txt", "TrainImagelist.txt", "TestImagelist.txt", "Concepts81.txt",
+                 "Labels_<concept>_Train.txt", "Flickr/"):  # fmt: skip
+        assert name in text
