@@ -2,9 +2,14 @@
 
 torchvision's conventions kept here: the stride of a bottleneck sits on its 3x3 conv (v1.5),
 every conv pads symmetrically with k // 2 (Flax's 'SAME' pads asymmetrically at stride 2),
-BatchNorm epsilon 1e-5 and running-average momentum 0.9 (torch's 0.1), the stem is
-7x7/2 conv + 3x3/2 max-pool padded by 1. `resnet_small` swaps the stem for one 3x3/1 conv
-so 32-64 px images keep their resolution.
+BatchNorm with torch's epsilon 1e-5 and running statistics (`torch_compat.BatchNorm`), the stem
+is 7x7/2 conv + 3x3/2 max-pool padded by 1, the pooled features are the global mean of the last
+stage. `resnet_small` swaps the stem for one 3x3/1 conv without max-pool so 32-64 px images keep
+their resolution (it has no torchvision counterpart and no pretrained weights).
+
+Submodule names follow torchvision's keys: `layer3_5/conv2` is `layer3.5.conv2`,
+`downsample_conv`/`downsample_bn` are `downsample.0`/`downsample.1`, the output layer `head`
+replaces `fc`.
 """
 
 import functools
@@ -13,19 +18,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-
-def conv(features, kernel, stride=1, dtype=jnp.float32, name=None):
-    pad = kernel // 2
-    return nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((pad, pad), (pad, pad)),
-        use_bias=False,
-        dtype=dtype,
-        kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
-        name=name,
-    )
+from jaxgan.models.torch_compat import BatchNorm, conv, max_pool
 
 
 class BasicBlock(nn.Module):
@@ -37,12 +30,14 @@ class BasicBlock(nn.Module):
     @nn.compact
     def __call__(self, x, norm):
         residual = x
-        y = conv(self.features, 3, self.stride, self.dtype, name="conv1")(x)
+        y = conv(self.features, 3, self.stride, 1, dtype=self.dtype, name="conv1")(x)
         y = nn.relu(norm(name="bn1")(y))
-        y = conv(self.features, 3, 1, self.dtype, name="conv2")(y)
+        y = conv(self.features, 3, 1, 1, dtype=self.dtype, name="conv2")(y)
         y = norm(name="bn2")(y)
         if self.stride != 1 or x.shape[-1] != self.features:
-            residual = conv(self.features, 1, self.stride, self.dtype, name="downsample_conv")(x)
+            residual = conv(
+                self.features, 1, self.stride, dtype=self.dtype, name="downsample_conv"
+            )(x)
             residual = norm(name="downsample_bn")(residual)
         return nn.relu(y + residual)
 
@@ -57,19 +52,22 @@ class Bottleneck(nn.Module):
     def __call__(self, x, norm):
         residual = x
         out = self.features * self.expansion
-        y = conv(self.features, 1, 1, self.dtype, name="conv1")(x)
+        y = conv(self.features, 1, 1, dtype=self.dtype, name="conv1")(x)
         y = nn.relu(norm(name="bn1")(y))
-        y = conv(self.features, 3, self.stride, self.dtype, name="conv2")(y)
+        y = conv(self.features, 3, self.stride, 1, dtype=self.dtype, name="conv2")(y)
         y = nn.relu(norm(name="bn2")(y))
-        y = conv(out, 1, 1, self.dtype, name="conv3")(y)
+        y = conv(out, 1, 1, dtype=self.dtype, name="conv3")(y)
         y = norm(name="bn3")(y)
         if self.stride != 1 or x.shape[-1] != out:
-            residual = conv(out, 1, self.stride, self.dtype, name="downsample_conv")(x)
+            residual = conv(out, 1, self.stride, dtype=self.dtype, name="downsample_conv")(x)
             residual = norm(name="downsample_bn")(residual)
         return nn.relu(y + residual)
 
 
 class ResNet(nn.Module):
+    """`apply(variables, x, train=..., features_only=...)`: float32 logits [B, L] or pooled
+    features [B, 512 * expansion * width / 64] from NHWC images normalised as for torchvision."""
+
     stage_sizes: Sequence[int]
     block_cls: type
     num_labels: int
@@ -79,28 +77,22 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool, features_only: bool = False):
-        norm = functools.partial(
-            nn.BatchNorm,
-            use_running_average=not train,
-            momentum=0.9,
-            epsilon=1e-5,
-            dtype=self.dtype,
-        )
+        norm = functools.partial(BatchNorm, use_running_average=not train, dtype=self.dtype)
         x = x.astype(self.dtype)
         if self.small_stem:
-            x = conv(self.width, 3, 1, self.dtype, name="conv1")(x)
+            x = conv(self.width, 3, 1, 1, dtype=self.dtype, name="conv1")(x)
             x = nn.relu(norm(name="bn1")(x))
         else:
-            x = conv(self.width, 7, 2, self.dtype, name="conv1")(x)
+            x = conv(self.width, 7, 2, 3, dtype=self.dtype, name="conv1")(x)
             x = nn.relu(norm(name="bn1")(x))
-            x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+            x = max_pool(x, 3, 2, padding=1)
         for stage, num_blocks in enumerate(self.stage_sizes):
             for index in range(num_blocks):
                 stride = 2 if stage > 0 and index == 0 else 1
                 x = self.block_cls(
                     self.width * 2**stage, stride, self.dtype, name=f"layer{stage + 1}_{index}"
                 )(x, norm)
-        features = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+        features = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         if features_only:
             return features
         return nn.Dense(self.num_labels, name="head")(features)
