@@ -132,3 +132,9 @@ def test_images_and_decode(small_source):
         assert example["image"].dtype == np.uint8
         assert example["labels"].shape == (10,) and example["labels"].dtype == np.float32
         assert set(np.unique(example["labels"])) <= {0.0, 1.0}
+
+
+def test_unknown_builder_config_is_named(tmp_path):
+    config = ml_collections.ConfigDict({"data_dir": str(tmp_path), "builder_config": "huge"})
+    with pytest.raises(ValueError, match="huge"):
+        digit_scenes.make_source(config)

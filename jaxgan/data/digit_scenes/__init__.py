@@ -14,8 +14,18 @@ def decode(example: dict) -> dict:
     return {"image": example["image"], "labels": tf.cast(example["labels"], tf.float32)}
 
 
-def make_source(data_config, config_name: str = "default") -> Source:
-    """Generates digit_scenes under `data_config.data_dir` if needed (seconds, no network)."""
+def make_source(data_config, config_name: str | None = None) -> Source:
+    """Generates digit_scenes under `data_config.data_dir` if needed (seconds, no network).
+
+    `config_name` (else `data_config.builder_config`, else "default") picks the builder
+    config: "default" (8,000 / 2,000 / 2,000 images) or "small" (400 / 200 / 200).
+    """
+    config_name = config_name or data_config.get("builder_config", None) or "default"
+    if config_name not in Builder.builder_configs:
+        raise ValueError(
+            f"unknown digit_scenes builder config {config_name!r}; "
+            f"choose one of {sorted(Builder.builder_configs)}"
+        )
     builder = Builder(config=config_name, data_dir=data_config.get("data_dir", None))
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False)
