@@ -13,6 +13,7 @@ def get_config(variant: str = ""):
     config.model.name = "resnet_small"
     config.model.width = 16
     config.data.name = "digit_scenes"
+    config.data.builder_config = "default"  # "small": 400 / 200 / 200 images, for smoke tests
     config.data.image_size = 32
     config.data.augment = "none"
     config.data.normalization = "unit"

@@ -1,9 +1,10 @@
 """Command line: python -m jaxgan.main --config=configs/FILE.py[:variant] --workdir=DIR
 [--mode=train|eval] [--config.FIELD=VALUE ...]."""
 
+import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/coco.py.")
@@ -19,6 +20,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # Our progress lines are the output; libraries' INFO chatter (Orbax, TF) is not.
+    logging.set_verbosity(logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import jax
 
     if _DISTRIBUTED.value:

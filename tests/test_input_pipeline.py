@@ -1,0 +1,99 @@
+"""The tf.data pipeline on the embedded dataset's small build."""
+
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxgan.data import input_pipeline
+from jaxgan.data.datasets import get_source
+
+BATCH = 16
+
+
+@pytest.fixture(scope="module")
+def data_config(tmp_path_factory):
+    return ml_collections.ConfigDict(
+        {
+            "name": "digit_scenes",
+            "builder_config": "small",
+            "data_dir": str(tmp_path_factory.mktemp("tfds")),
+            "image_size": 24,
+            "augment": "paper",
+            "normalization": "unit",
+            "shuffle_buffer": 128,
+            "num_parallel_calls": 2,
+            "private_threads": 2,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def source(data_config):
+    return get_source(data_config)
+
+
+def take(iterator, n):
+    return [next(iterator) for _ in range(n)]
+
+
+def test_train_batches_shapes_and_values(source, data_config):
+    batch = next(input_pipeline.train_batches(source, data_config, BATCH, seed=0))
+    assert batch["image"].shape == (BATCH, 24, 24, 3) and batch["image"].dtype == np.float32
+    assert batch["labels"].shape == (BATCH, 10) and batch["labels"].dtype == np.float32
+    assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
+    assert set(np.unique(batch["labels"])) <= {0.0, 1.0}
+    assert batch["labels"].sum(1).min() >= 1  # every scene has objects
+
+
+def test_stream_is_a_function_of_the_seed(source, data_config):
+    a = take(input_pipeline.train_batches(source, data_config, BATCH, seed=3), 4)
+    b = take(input_pipeline.train_batches(source, data_config, BATCH, seed=3), 4)
+    c = take(input_pipeline.train_batches(source, data_config, BATCH, seed=4), 4)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x["image"], y["image"])
+        np.testing.assert_array_equal(x["labels"], y["labels"])
+    assert not np.array_equal(a[0]["labels"], c[0]["labels"])
+
+
+def test_resuming_continues_the_same_stream_across_epochs(source, data_config):
+    per_epoch = source.num_examples("train") // BATCH  # 25 batches of 16 in the small build
+    whole = take(input_pipeline.train_batches(source, data_config, BATCH, seed=1), per_epoch + 3)
+    resumed = take(
+        input_pipeline.train_batches(source, data_config, BATCH, seed=1, start_batch=per_epoch - 1),
+        4,
+    )
+    for x, y in zip(whole[per_epoch - 1 :], resumed, strict=True):
+        np.testing.assert_array_equal(x["image"], y["image"])
+        np.testing.assert_array_equal(x["labels"], y["labels"])
+
+
+def test_epochs_are_reshuffled_and_cover_the_split(source, data_config):
+    per_epoch = source.num_examples("train") // BATCH
+    stream = input_pipeline.train_batches(source, data_config, BATCH, seed=2)
+    first = np.concatenate([b["labels"] for b in take(stream, per_epoch)])
+    second = np.concatenate([b["labels"] for b in take(stream, per_epoch)])
+    assert not np.array_equal(first, second)  # another order
+    np.testing.assert_array_equal(first.sum(0), second.sum(0))  # the same examples
+
+
+def test_eval_covers_every_example_once_with_padding(source, data_config):
+    batches = list(input_pipeline.eval_batches(source, data_config, "test", 48))
+    total = source.num_examples("test")  # 200: four full batches and one of 8
+    assert len(batches) == -(-total // 48)
+    assert sum(int(b["mask"].sum()) for b in batches) == total
+    assert all(b["image"].shape == (48, 24, 24, 3) for b in batches)
+    last = batches[-1]
+    assert last["mask"][: total % 48].all() and not last["mask"][total % 48 :].any()
+    again = list(input_pipeline.eval_batches(source, data_config, "test", 48))
+    np.testing.assert_array_equal(batches[0]["image"], again[0]["image"])
+
+
+def test_too_large_a_batch_is_a_clear_error(source, data_config):
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        next(input_pipeline.train_batches(source, data_config, 10_000, seed=0))
+
+
+def test_unknown_dataset_is_a_clear_error(data_config):
+    bad = ml_collections.ConfigDict({**data_config.to_dict(), "name": "imagenet"})
+    with pytest.raises(ValueError, match="unknown data.name 'imagenet'"):
+        get_source(bad)
