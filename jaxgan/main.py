@@ -2,10 +2,13 @@
 [--mode=train|eval] [--config.FIELD=VALUE ...]."""
 
 import os
+import runpy
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/coco.py.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints and metrics go here.")
@@ -22,7 +25,6 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # Our progress lines are the output; libraries' INFO chatter (Orbax, TF) is not.
     logging.set_verbosity(logging.WARNING)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import jax
 
     if _DISTRIBUTED.value:
@@ -38,12 +40,42 @@ def main(argv):
         sys.exit(f"error: {error}")
 
 
+def _flag_values(argv, name):
+    prefix = f"--{name}="
+    return [arg[len(prefix) :] for arg in argv if arg.startswith(prefix)]
+
+
+def _override_paths(argv):
+    for arg in argv:
+        if arg.startswith("--config.") and "=" in arg:
+            yield arg[len("--config.") : arg.index("=")], arg
+
+
+def check_command_line(argv) -> None:
+    """Catches the two mistakes that the flag library reports unreadably: a config file that
+    does not exist, and an override of a field the config does not have."""
+    for spec in _flag_values(argv, "config"):
+        path, _, variant = spec.partition(":")
+        if not os.path.isfile(path):
+            sys.exit(f"error: config file {path!r} not found; pass e.g. --config=configs/coco.py")
+        try:
+            config = runpy.run_path(path)["get_config"](*([variant] if variant else []))
+        except ValueError as error:  # e.g. an unknown variant
+            sys.exit(f"error: {error}")
+        for field, arg in _override_paths(argv):
+            node = config
+            for part in field.split("."):
+                if not hasattr(node, "keys") or part not in node:
+                    sys.exit(
+                        f"error: unknown config field {field!r} (from {arg}); "
+                        f"the fields are those of {path} (see jaxgan/base_config.py)"
+                    )
+                node = node[part]
+
+
 def run():
-    # Config files and their overrides are parsed with the flags; make their errors one line.
-    try:
-        app.run(main)
-    except (KeyError, AttributeError, FileNotFoundError, OSError) as error:
-        sys.exit(f"error: {error}")
+    check_command_line(sys.argv[1:])
+    app.run(main)
 
 
 if __name__ == "__main__":
