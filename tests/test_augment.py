@@ -14,9 +14,9 @@ def data_config(augment_name="paper", image_size=32, normalization="imagenet"):
     )
 
 
-def coordinate_image(size):
-    """float [size, size, 3]: channel 0 is the row, channel 1 the column, channel 2 zero."""
-    rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+def coordinate_image(height, width):
+    """float [height, width, 3]: channel 0 is the row, channel 1 the column, channel 2 zero."""
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
     return tf.constant(np.stack([rows, cols, np.zeros_like(rows)], -1), tf.float32)
 
 
@@ -31,15 +31,12 @@ def test_patch_sides_are_the_papers_at_224():
 
 
 @pytest.mark.parametrize("side", [256, 224, 192, 168, 128])
-def test_five_patch_crop_cuts_each_corner_and_the_centre(side):
-    image = coordinate_image(256)
+def test_patch_offset_is_each_corner_and_the_centre(side):
     far = 256 - side
-    expected_top_left = [(0, 0), (0, far), (far, 0), (far, far), (far // 2, far // 2)]
-    for position, (top, left) in enumerate(expected_top_left):
-        patch = augment.five_patch_crop(image, tf.constant(position), tf.constant(side)).numpy()
-        assert patch.shape == (side, side, 3)
-        assert (patch[0, 0, 0], patch[0, 0, 1]) == (top, left)
-        assert (patch[-1, -1, 0], patch[-1, -1, 1]) == (top + side - 1, left + side - 1)
+    expected = [(0, 0), (0, far), (far, 0), (far, far), (far // 2, far // 2)]
+    for position, top_left in enumerate(expected):
+        offset = augment.patch_offset(tf.constant(position), tf.constant(side), 256)
+        assert tuple(int(v) for v in offset) == top_left
 
 
 def test_sample_patch_draws_every_position_and_scale_uniformly_enough():
@@ -51,10 +48,11 @@ def test_sample_patch_draws_every_position_and_scale_uniformly_enough():
     assert len(set(draws)) == 25  # every (position, scale) pair occurs
 
 
-def test_paper_patch_output_is_the_sampled_patch():
-    """At 224 the first resize is 256 -> 256 (identity), so the output's coordinate channels
-    tell which patch was cut: their mean is the patch centre and their span its side."""
-    image = coordinate_image(256)
+@pytest.mark.parametrize("height, width", [(256, 256), (120, 400), (333, 250)])
+def test_paper_patch_output_is_the_sampled_patch(height, width):
+    """The output's coordinate channels tell which part of the image was cut: their mean is
+    the patch centre and their span its side, in the 256x256 frame scaled to the image."""
+    image = coordinate_image(height, width)
     _, sides = augment.patch_sides(224)
     seen = set()
     for seed in seeds(60):
@@ -64,10 +62,12 @@ def test_paper_patch_output_is_the_sampled_patch():
         top, left = [(0, 0), (0, far), (far, 0), (far, far), (far // 2, far // 2)][position]
         out = augment.paper_patch(image, seed, 224).numpy()
         assert out.shape == (224, 224, 3)
-        np.testing.assert_allclose(out[..., 0].mean(), top + (side - 1) / 2, atol=1.0)
-        np.testing.assert_allclose(out[..., 1].mean(), left + (side - 1) / 2, atol=1.0)
-        span = out[..., 0].max() - out[..., 0].min()
-        assert abs(span - (side - 1)) < 2.5
+        for channel, start, extent in ((0, top, height), (1, left, width)):
+            scale = extent / 256
+            centre = (start + side / 2) * scale - 0.5
+            np.testing.assert_allclose(out[..., channel].mean(), centre, atol=1.0)
+            span = out[..., channel].max() - out[..., channel].min()
+            assert abs(span - (side * scale - 1)) < 2.5
         seen.add((position, side_index))
     assert len(seen) > 15
 

@@ -44,17 +44,15 @@ def _resize(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.image.resize(image, (size, size), method="bilinear", antialias=True)
 
 
-def five_patch_crop(image: tf.Tensor, position: tf.Tensor, side: tf.Tensor) -> tf.Tensor:
-    """The `side` x `side` patch of a square image at `position`.
+def patch_offset(position: tf.Tensor, side: tf.Tensor, full: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """(top, left) of the `side` patch at `position` in a `full` x `full` square.
 
     Positions: 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right, 4 centre.
     """
-    full = tf.shape(image)[0]
     far = full - side
-    centre = far // 2
-    tops = tf.stack([0, 0, far, far, centre])
-    lefts = tf.stack([0, far, 0, far, centre])
-    return tf.image.crop_to_bounding_box(image, tops[position], lefts[position], side, side)
+    top = tf.stack([0, 0, far, far, far // 2])[position]
+    left = tf.stack([0, far, 0, far, far // 2])[position]
+    return top, left
 
 
 def patch_sides(image_size: int) -> tuple[int, tuple[int, ...]]:
@@ -72,12 +70,27 @@ def sample_patch(seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def paper_patch(image: tf.Tensor, seed: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Resize to 256/224 of the input size, cut a random five-patch crop, resize back."""
+    """A random five-patch crop at a random scale, resized to `image_size` (DESIGN §1).
+
+    The patch is chosen in the frame of the square resize (256x256 at 224) and cut from the
+    image at the same relative place, then resized once: the same geometry as resizing to
+    256x256 first, with one resampling instead of two (sharper, and the full-image resize,
+    the costliest step, is skipped).
+    """
     full, sides = patch_sides(image_size)
     position, side_index = sample_patch(seed)
-    image = _resize(image, full)
     side = tf.constant(sides, tf.int32)[side_index]
-    return _resize(five_patch_crop(image, position, side), image_size)
+    top, left = patch_offset(position, side, full)
+    shape = tf.shape(image)
+
+    def to_image(offset, extent):  # [offset, offset + side) of `full` -> pixel rows/columns
+        start = tf.cast(tf.round(offset * extent / full), tf.int32)
+        stop = tf.cast(tf.round((offset + side) * extent / full), tf.int32)
+        return start, tf.maximum(stop, start + 1)
+
+    y0, y1 = to_image(top, shape[0])
+    x0, x1 = to_image(left, shape[1])
+    return _resize(image[y0:y1, x0:x1], image_size)
 
 
 def preprocess_train(image: tf.Tensor, seed: tf.Tensor, data_config) -> tf.Tensor:
