@@ -15,7 +15,7 @@ import orbax.checkpoint as ocp
 from jaxgan.state import TrainState
 
 # The fields whose change makes an old checkpoint unusable.
-IDENTITY_FIELDS = ("model", "num_labels", "data", "conditional")
+IDENTITY_FIELDS = ("model", "model_width", "num_labels", "data", "conditional")
 
 
 def metadata(config, num_labels: int) -> dict:

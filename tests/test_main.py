@@ -1,0 +1,136 @@
+"""End to end through `python -m jaxgan.main` on the embedded dataset's small build."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+TINY = [
+    "--config=configs/digit_scenes.py",
+    "--config.data.builder_config=small",
+    "--config.data.image_size=16",
+    "--config.model.width=4",
+    "--config.discriminator.embed_dim=8",
+    "--config.discriminator.hidden_dim=16",
+    "--config.discriminator.num_layers=2",
+    "--config.schedule.batch_size=16",
+    "--config.schedule.eval_batch_size=64",
+    "--config.schedule.bce_steps=4",
+    "--config.schedule.adversarial_steps=24",
+    "--config.schedule.checkpoint_every=2",
+    "--config.schedule.log_every=2",
+]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def command(workdir, data_dir, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "jaxgan.main",
+        f"--workdir={workdir}",
+        *TINY,
+        f"--config.data.data_dir={data_dir}",
+        *extra,
+    ]
+
+
+def run(args):
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return result.returncode, result.stdout, result.stderr
+
+
+def final_eval(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    return [r for r in records if "eval" in r][-1]
+
+
+def table(stdout):
+    """The metrics rows of the last table printed (its title line says which step)."""
+    lines = stdout.strip().splitlines()
+    return lines[-4:-1] + lines[-1:]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    workdir = str(tmp_path_factory.mktemp("run"))
+    code, stdout, stderr = run(command(workdir, data_dir))
+    assert code == 0, stderr[-3000:]
+    return workdir, stdout
+
+
+def test_training_shows_progress_and_prints_metrics(trained):
+    workdir, stdout = trained
+    assert "[bce]" in stdout and "[adversarial]" in stdout
+    assert "steps/s" in stdout and "min left" in stdout
+    assert "wasserstein=" in stdout and "d_loss=" in stdout and "g_loss=" in stdout
+    assert "test metrics after step 28" in stdout and "C-F1" in stdout
+    record = final_eval(workdir)
+    assert record["step"] == 28 and 0.0 <= record["eval"]["CF1"] <= 1.0
+    assert record["eval"]["num_images"] == 200  # the whole small test split, none dropped
+    assert os.path.isdir(os.path.join(workdir, "checkpoints", "28"))
+
+
+def test_eval_mode_restores_and_prints_the_same_metrics(trained, data_dir):
+    workdir, stdout = trained
+    code, eval_stdout, stderr = run(command(workdir, data_dir, "--mode=eval"))
+    assert code == 0, stderr[-3000:]
+    assert "checkpoint at step 28" in eval_stdout
+    assert table(eval_stdout) == table(stdout)
+
+
+def test_killed_run_resumes_and_matches_an_uninterrupted_one(trained, data_dir, tmp_path):
+    workdir = str(tmp_path / "killed")
+    process = subprocess.Popen(
+        command(workdir, data_dir), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    checkpoints = os.path.join(workdir, "checkpoints")
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        steps = (
+            [int(s) for s in os.listdir(checkpoints) if s.isdigit()]
+            if os.path.isdir(checkpoints)
+            else []
+        )
+        if any(s >= 8 for s in steps):  # inside the adversarial phase
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    code, stdout, stderr = run(command(workdir, data_dir))
+    assert code == 0, stderr[-3000:]
+    resumed_at = int(stdout.split("resumed from the checkpoint at step ")[1].split()[0])
+    assert 8 <= resumed_at < 28
+    uninterrupted = final_eval(trained[0])["eval"]
+    assert final_eval(workdir)["eval"] == pytest.approx(uninterrupted, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--config.schedule.bogus=1"], "unknown config field 'schedule.bogus'"),
+        (["--config.schedule.batch_size=0"], "schedule.batch_size must be positive"),
+        (["--config.schedule.batch_size=6"], "not divisible by the 4 devices"),
+        (["--config.model.name=resnet18"], "was made with model='resnet_small'"),
+        (["--config=configs/missing.py"], "config file 'configs/missing.py' not found"),
+    ],
+    ids=["unknown-field", "zero-batch", "indivisible-batch", "other-model", "missing-config"],
+)
+def test_bad_input_stops_with_one_clear_line(trained, data_dir, extra, message):
+    code, stdout, stderr = run(command(trained[0], data_dir, *extra))
+    assert code != 0
+    last = stderr.strip().splitlines()[-1]
+    assert message in last and last.startswith("error: ")
+    assert "Traceback" not in stderr
