@@ -6,8 +6,10 @@ without any object are dropped by `keep`, leaving 82,081 of train2014's 82,783 i
 split ("test" role), as in the paper; the "validation" role (thresholds, hyper-parameters) is
 carved out of train by the config's `train_split` / `validation_split` (default: the last 5%).
 
-TFDS downloads and builds `coco/2014` once (about 38 GB of downloads, the unlabelled test2014
-and test2015 images included, and about 27 GB of records); see README 'MS-COCO 2014' or run
+TFDS downloads and builds `coco/2014` once: 37.6 GiB of zips (the unlabelled test2014 and
+test2015 images included), extracted, then stored as records of the original JPEG bytes, so
+the build needs roughly 115 GB free and about 38 GB stay once `<data_dir>/downloads` is
+deleted (estimates from the archive sizes). See README 'MS-COCO 2014' or run
 `python -m jaxgan.data.coco`.
 """
 
@@ -72,7 +74,7 @@ def make_source(data_config) -> Source:
     builder = make_builder(data_config)
     if not builder.is_prepared():
         logging.warning(
-            "%s is not built in %s: downloading (~38 GB) and building it now; see README "
+            "%s is not built in %s: downloading (37.6 GiB) and building it now; see README "
             "'MS-COCO 2014'",
             TFDS_NAME,
             builder.data_dir,
