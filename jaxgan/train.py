@@ -258,7 +258,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
             if schedule.log_every and (step % schedule.log_every == 0 or phase_end):
                 values = jax.device_get(values)
                 rate = window_steps / max(time.time() - window_start, 1e-9)
-                left = _seconds_left(config, step, rate)
+                left = _seconds_left(config, step, rate, phase)
                 logger.log(
                     {"step": step, "phase": phase, **values, "steps_per_s": rate},
                     _progress_line(step, total, phase, values, rate, left),
@@ -308,12 +308,13 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
     return results
 
 
-def _seconds_left(config, step: int, rate: float) -> float:
-    """An estimate: an adversarial update costs about as much as the BCE steps on its batches."""
-    bce, total = (
-        config.schedule.bce_steps,
-        config.schedule.bce_steps + config.schedule.adversarial_steps,
+def _seconds_left(config, step: int, rate: float, measured_in: str) -> float:
+    """An estimate from the current rate; an adversarial update is taken to cost about as
+    much as the BCE steps on its batches, until its own rate has been measured."""
+    bce = config.schedule.bce_steps
+    adversarial_left = (
+        config.schedule.bce_steps + config.schedule.adversarial_steps - max(step, bce)
     )
-    if step < bce:
-        return (bce - step + (total - bce) * batches_per_update(config)) / rate
-    return (total - step) / rate
+    if measured_in == "bce":
+        return (max(bce - step, 0) + adversarial_left * batches_per_update(config)) / rate
+    return adversarial_left / rate
