@@ -5,7 +5,7 @@ few minutes on a 2-core CPU. Variant "bce" trains the same number of generator u
 BCE alone (the baseline of the README's table).
 """
 
-from jaxgan.base_config import get_base_config
+from jaxgan.base_config import bce_only, get_base_config
 
 
 def get_config(variant: str = ""):
@@ -27,8 +27,7 @@ def get_config(variant: str = ""):
     config.schedule.eval_every = 0
     config.schedule.checkpoint_every = 250
     if variant == "bce":
-        config.schedule.bce_steps += config.schedule.adversarial_steps
-        config.schedule.adversarial_steps = 0
+        bce_only(config)
     elif variant:
         raise ValueError(f"unknown variant {variant!r} of configs/digit_scenes.py; use '' or 'bce'")
     return config

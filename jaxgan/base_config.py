@@ -90,3 +90,10 @@ def set_backbone(config: ml_collections.ConfigDict, name: str) -> ml_collections
     config.data.image_size = BACKBONES[name]["image_size"]
     config.data.normalization = BACKBONES[name]["normalization"]
     return config
+
+
+def bce_only(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The baseline of a config: the same number of generator updates, all on BCE alone."""
+    config.schedule.bce_steps += config.schedule.adversarial_steps
+    config.schedule.adversarial_steps = 0
+    return config
