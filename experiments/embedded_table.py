@@ -15,7 +15,7 @@ import json
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxgan import train
@@ -41,6 +41,7 @@ COLUMNS = {
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)
     methods = {"BCE only": bce_only(copy.deepcopy(_CONFIG.value)), "+ WGAN-gp": _CONFIG.value}
     results = {name: [] for name in methods}
     for seed in map(int, _SEEDS.value):
