@@ -34,6 +34,11 @@ def validate_config(config) -> None:
         raise ValueError(f"method.n_critic must be >= 1, got {m.n_critic}")
     if not 0.0 < m.threshold < 1.0:
         raise ValueError(f"method.threshold must lie in (0, 1), got {m.threshold}")
+    if not m.conditional and m.negative_sampling:
+        raise ValueError(
+            "method.conditional=False needs method.negative_sampling=False: to a critic that "
+            "sees no image, mismatched label sets are real ones (ablation d drops both)"
+        )
     if m.feature_extractor not in FEATURE_EXTRACTORS:
         raise ValueError(
             f"unknown method.feature_extractor {m.feature_extractor!r}; "

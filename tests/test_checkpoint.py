@@ -6,7 +6,13 @@ from tiny import make_context, make_state
 
 from jaxgan.checkpoint import Checkpointer
 
-META = {"model": "resnet_small", "model_width": 4, "num_labels": 5, "data": "digit_scenes", "conditional": True}
+META = {
+    "model": "resnet_small",
+    "model_width": 4,
+    "num_labels": 5,
+    "data": "digit_scenes",
+    "conditional": True,
+}
 
 
 def test_round_trip_restores_every_field(tmp_path):
