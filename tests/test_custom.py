@@ -205,6 +205,19 @@ def test_config_mistakes_are_named(tmp_path):
         custom.make_source(config(tmp_path, image_dir, ""))
 
 
+def test_an_empty_split_is_named(tmp_path):
+    image_dir = tmp_path / "photos"
+    rows, _ = make_folder(str(image_dir), n_good=6)
+    write_csv(image_dir / "labels.csv", rows[:6])
+    with pytest.raises(ValueError, match="test split .* raise data.test_fraction"):
+        custom.make_source(config(tmp_path, image_dir, image_dir / "labels.csv", test_fraction=0.0))
+    bad = [row for row in rows if row[0] in ("missing.jpg", "corrupt.jpg")]
+    splits = ["train"] * 5 + ["validation"] + ["test"] * 2  # test: only bad files
+    write_csv(image_dir / "bad.csv", rows[:6] + bad, splits=splits)
+    with pytest.raises(ValueError, match="every image of a split .*missing.jpg"):
+        custom.make_source(config(tmp_path, image_dir, image_dir / "bad.csv"))
+
+
 def test_configs_custom_points_at_this_builder():
     path = os.path.join(os.path.dirname(__file__), "..", "configs", "custom.py")
     spec = importlib.util.spec_from_file_location("custom_config", path)

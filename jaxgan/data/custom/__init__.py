@@ -47,21 +47,40 @@ def make_builder(data_config) -> CustomMultilabel:
     return CustomMultilabel(config=config, data_dir=data_config.get("data_dir"))
 
 
+def _check_splits(data_config, builder: CustomMultilabel) -> None:
+    """Every split needs images: say which is empty and how to fix it, before TFDS would fail."""
+    config = builder.builder_config
+    _, records = labels_file.read_labels_file(config.labels_file)
+    if not config.keep_unlabeled:
+        records = [r for r in records if any(r.labels)]
+    splits = labels_file.assign_splits(
+        records, config.split_seed, config.validation_fraction, config.test_fraction
+    )
+    for split, rows in splits.items():
+        if not rows:
+            fix = "add rows to it" if split == "train" else f"raise data.{split}_fraction"
+            raise ValueError(
+                f"the {split} split of {data_config.labels_file!r} has no labelled image; "
+                f"{fix} (README, 'Your own data')"
+            )
+
+
 def make_source(data_config) -> Source:
     builder = make_builder(data_config)
     if not builder.is_prepared():
+        _check_splits(data_config, builder)
         logging.info("building %s/%s in %s", builder.name, builder.builder_config.name,
                      builder.data_dir)  # fmt: skip
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-        )
-        logging.warning("%s", build_report(builder))
-    for split in labels_file.SPLIT_NAMES:
-        if builder.info.splits[split].num_examples == 0:
-            raise ValueError(
-                f"the {split} split of {data_config.labels_file!r} has no readable image; give "
-                f"it some rows or raise data.{split}_fraction (README, 'Your own data')"
+        try:
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(try_download_gcs=False)
             )
+        except AssertionError as error:  # TFDS refuses a split whose every image was bad
+            raise ValueError(
+                f"building from {data_config.labels_file!r} failed ({error}): every image of a "
+                f"split is missing or unreadable. {build_report(builder)}"
+            ) from None
+        logging.warning("%s", build_report(builder))
     return Source(
         builder=builder,
         splits={name: name for name in labels_file.SPLIT_NAMES},
