@@ -4,7 +4,8 @@
       --config.data.image_dir=photos --config.data.labels_file=photos/labels.csv
 
 Variants pick the backbone: configs/custom.py:resnet50 (default) | :resnet18 | :resnet101 | ...
-The first run builds a TFDS copy of the images under data.data_dir (TFDS's default,
+and `:cpu`, a quick run for a CPU (ResNet-18 at 96x96, batch 16, 300 BCE + 100 adversarial
+steps). The first run builds a TFDS copy of the images under data.data_dir (TFDS's default,
 ~/tensorflow_datasets, when unset), reporting and skipping missing or unreadable files.
 """
 
@@ -26,4 +27,16 @@ def get_config(variant: str = "resnet50"):
     config.schedule.adversarial_steps = 2_000
     config.schedule.eval_every = 500
     config.schedule.checkpoint_every = 500
+    if variant == "cpu":
+        set_backbone(config, "resnet18")
+        config.data.image_size = 96
+        config.data.shuffle_buffer = 1_000
+        config.schedule.batch_size = 16
+        config.schedule.eval_batch_size = 64
+        config.schedule.bce_steps = 300
+        config.schedule.adversarial_steps = 100
+        config.schedule.log_every = 25
+        config.schedule.eval_every = 0
+        config.schedule.checkpoint_every = 100
+        return config
     return set_backbone(config, variant or "resnet50")
