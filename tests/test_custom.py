@@ -226,3 +226,5 @@ def test_configs_custom_points_at_this_builder():
     c = module.get_config()
     assert c.data.name == "custom" and c.model.name == "resnet50"
     assert {"image_dir", "labels_file", "split_seed"} <= set(c.data.keys())
+    cpu = module.get_config("cpu")
+    assert cpu.model.name == "resnet18" and cpu.data.image_size < c.data.image_size
