@@ -65,6 +65,7 @@ def main():
     parser.add_argument("--iters", type=int, default=2)
     parser.add_argument("--out", default="", help="markdown file to write the table to")
     args = parser.parse_args()
+    load_start = os.getloadavg()[0]
     rows = []
     for arch in args.archs.split(","):
         for dtype_name in args.dtypes.split(","):
@@ -78,7 +79,9 @@ def main():
     header = (
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
         f"jax {jax.__version__} on {jax.devices()[0].platform}; batch {args.batch}, "
-        f"median of {args.iters} timed steps after one untimed.\n\n"
+        f"median of {args.iters} timed steps after one untimed; 1-minute load average "
+        f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other jobs on "
+        "the same cores inflate the times).\n\n"
         "| backbone | input | compute dtype | fwd+bwd ms / image | s / step | first call s |\n"
         "| --- | --- | --- | --- | --- | --- |\n"
     )
