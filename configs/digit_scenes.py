@@ -21,11 +21,11 @@ def get_config(variant: str = ""):
     config.optim.g_learning_rate = 1e-3  # from scratch, not fine-tuning: a larger step
     config.schedule.batch_size = 64
     config.schedule.eval_batch_size = 256
-    config.schedule.bce_steps = 1_500
-    config.schedule.adversarial_steps = 500
+    config.schedule.bce_steps = 1_200
+    config.schedule.adversarial_steps = 400
     config.schedule.log_every = 100
     config.schedule.eval_every = 0
-    config.schedule.checkpoint_every = 250
+    config.schedule.checkpoint_every = 200
     if variant == "bce":
         bce_only(config)
     elif variant:
