@@ -272,7 +272,8 @@ def convert_state_dict(state: dict, arch: str) -> tuple[dict, dict]:
             problems.append(f"unexpected keys: {_listing(unexpected)}")
         raise ValueError(f"checkpoint does not match {arch}: " + "; ".join(problems) + "." + hint)
     flat, mapped, mismatched = {}, [], []
-    for key, path in expected.items():
+    for key in (k for k in state if k in expected):  # in the checkpoint's order
+        path = expected[key]
         value = to_flax_layout(key, np.asarray(state[key]), shapes[path])
         if value.shape != shapes[path]:
             mismatched.append(f"{key} {tuple(state[key].shape)} (need {shapes[path]})")
