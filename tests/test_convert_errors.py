@@ -6,6 +6,8 @@ model's own shapes, so these tests run without torch.
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -155,3 +157,25 @@ def test_load_pretrained_on_an_unconverted_directory_says_how_to_convert(tmp_pat
     _, fresh = _fresh("resnet18")
     with pytest.raises(ValueError, match="python -m jaxgan.convert"):
         load_pretrained(str(tmp_path), fresh, "resnet18")
+
+
+def test_converter_and_loader_run_without_torch_or_tensorflow(resnet18_file, tmp_path):
+    """Accelerator hosts have neither: both are made unimportable in a fresh interpreter."""
+    folder, _ = resnet18_file
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'torchvision', 'tensorflow'):\n"
+        "    sys.modules[name] = None  # any import of it now raises ImportError\n"
+        "from jaxgan import convert\n"
+        f"assert convert.main(['--arch=resnet18', '--src={folder / 'resnet18.safetensors'}',\n"
+        f"                     '--out={tmp_path / 'out'}']) == 0\n"
+        "import jax, jax.numpy as jnp\n"
+        "from jaxgan.models.convert import build_model, load_pretrained\n"
+        "model = build_model('resnet18', 5)\n"
+        "shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),\n"
+        "                                           train=False))\n"
+        "fresh = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)\n"
+        f"load_pretrained('{tmp_path / 'out'}', fresh, 'resnet18')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
