@@ -18,7 +18,7 @@ import pytest
 
 from jaxgan import convert as cli
 from jaxgan.models import GENERATORS
-from jaxgan.models.convert import build_model, load_pretrained
+from jaxgan.models.convert import build_model, convert_state_dict, load_pretrained
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -272,3 +272,18 @@ def test_inception_transform_input_matches_torchvision_pretrained_setting(case):
             jax.jit(flax_model.apply, static_argnames="train")(variables, inputs, train=False)
         )
         assert np.abs(logits - reference).max() <= TOLERANCE, transform_input
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50"])
+def test_smaller_resnets_have_torchvision_parameter_counts_and_keys(arch):
+    reference = getattr(torchvision.models, arch)(weights=None)
+    model = build_model(arch, num_labels=1000)
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
+    )
+    count = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes["params"]))
+    assert count == sum(p.numel() for p in reference.parameters())
+    # Every torchvision key is either mapped to one of our leaves or ignored on purpose.
+    state = {k: v.numpy() for k, v in reference.state_dict().items()}
+    _, report = convert_state_dict(state, arch)
+    assert len(report["mapped"]) + len(report["ignored"]) == len(state)

@@ -60,32 +60,37 @@ def test_any_global_outside_the_allow_list_is_refused(tmp_path, module, name):
         pth.load_pth(str(path))
 
 
-def _tensor_pickle(storage_type, key, numel, offset, size, stride):
-    """The pickle torch.save writes for one tensor, built by hand (no torch needed)."""
+def _tensor_pickle(storage_type, key, numel, offset, size, stride, rebuild="_rebuild_tensor_v2"):
+    """The pickle torch.save writes for one tensor, built by hand (no torch needed).
+    `rebuild="_rebuild_tensor"` is the form of files saved by torch before 0.4."""
 
     # Written opcode by opcode: OrderedDict() then SETITEM with a _rebuild_tensor_v2 call.
     out = io.BytesIO()
     out.write(b"\x80\x02ccollections\nOrderedDict\n)R")
     out.write(pickle.dumps("w", protocol=2)[2:-1])
-    out.write(b"ctorch._utils\n_rebuild_tensor_v2\n(")
+    out.write(f"ctorch._utils\n{rebuild}\n(".encode())
     out.write(b"(" + pickle.dumps("storage", protocol=2)[2:-1])
     out.write(f"ctorch\n{storage_type}\n".encode())
     for item in (key, "cpu", numel):
         out.write(pickle.dumps(item, protocol=2)[2:-1])
     out.write(b"tQ")  # TUPLE, BINPERSID
-    for item in (offset, tuple(size), tuple(stride), False):
+    for item in (offset, tuple(size), tuple(stride)):
         out.write(pickle.dumps(item, protocol=2)[2:-1])
-    out.write(b"ccollections\nOrderedDict\n)RtRs.")
+    if rebuild == "_rebuild_tensor_v2":  # requires_grad, backward_hooks
+        out.write(pickle.dumps(False, protocol=2)[2:-1] + b"ccollections\nOrderedDict\n)R")
+    out.write(b"tRs.")
     return out.getvalue()
 
 
-def test_zip_tensor_record_is_rebuilt_with_offset_and_strides(tmp_path):
+@pytest.mark.parametrize("rebuild", ["_rebuild_tensor_v2", "_rebuild_tensor"])
+def test_zip_tensor_record_is_rebuilt_with_offset_and_strides(tmp_path, rebuild):
     storage = np.arange(12, dtype="<f4")
     path = tmp_path / "w.pth"
     with zipfile.ZipFile(path, "w") as archive:
         # A transposed 3x2 view starting at element 1: element (i, j) = storage[1 + i + 3 j].
         archive.writestr(
-            "archive/data.pkl", _tensor_pickle("FloatStorage", "0", 12, 1, (3, 2), (1, 3))
+            "archive/data.pkl",
+            _tensor_pickle("FloatStorage", "0", 12, 1, (3, 2), (1, 3), rebuild=rebuild),
         )
         archive.writestr("archive/data/0", storage.tobytes())
         archive.writestr("archive/byteorder", "little")
