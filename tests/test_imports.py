@@ -15,6 +15,10 @@ TF_FREE = [
     "jaxgan.models",
     "jaxgan.models.resnet",
     "jaxgan.models.discriminator",
+    "jaxgan.models.vgg",
+    "jaxgan.models.inception",
+    "jaxgan.models.convert",
+    "jaxgan.convert",
 ]
 
 
