@@ -110,9 +110,7 @@ class Run:
         g_key, d_key, run_key = jax.random.split(jax.random.key(config.seed), 3)
         size = config.data.image_size
         image = jnp.zeros((1, size, size, 3), jnp.float32)
-        # Compiled: eager initialisation of the deep backbones is far slower on CPU.
-        init = jax.jit(functools.partial(self.generator.init, train=False))
-        g_variables = init({"params": g_key, "dropout": g_key}, image)
+        g_variables = self.generator.init({"params": g_key, "dropout": g_key}, image, train=False)
         if config.model.pretrained:
             from jaxgan.models.convert import load_pretrained
 
