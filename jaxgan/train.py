@@ -156,9 +156,8 @@ class Run:
             tuned = metrics_lib.precision_recall_f1(test_scores > threshold, test_labels)
             results[f"{name}_val_threshold"] = tuned[name]
             results[f"{name}_threshold"] = threshold
-        results["validation_CF1"] = metrics_lib.compute_metrics(
-            val_scores, val_labels, self.config.method.threshold
-        )["CF1"]
+        at_threshold = val_scores > self.config.method.threshold
+        results["validation_CF1"] = metrics_lib.precision_recall_f1(at_threshold, val_labels)["CF1"]
         return results
 
 
