@@ -9,6 +9,7 @@ import importlib
 from collections.abc import Callable, Mapping
 
 import ml_collections
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 # data.name -> module with `make_source(data_config) -> Source`.
@@ -48,6 +49,15 @@ class Source:
 
     def num_examples(self, role: str) -> int:
         return self.builder.info.splits[self.splits[role]].num_examples
+
+
+def decode_image_and_labels(example: dict) -> dict:
+    """The usual `Source.decode`: the example's image (decoded to 3 channels if still encoded)
+    and its multi-hot `labels` as float32."""
+    image = example["image"]
+    if image.dtype == tf.string:
+        image = tf.io.decode_image(image, channels=3, expand_animations=False)
+    return {"image": image, "labels": tf.cast(example["labels"], tf.float32)}
 
 
 def get_source(data_config: ml_collections.ConfigDict) -> Source:

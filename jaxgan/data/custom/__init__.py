@@ -6,23 +6,18 @@
 
 import os
 
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
 from jaxgan.data.custom import labels_file
 from jaxgan.data.custom.custom_dataset_builder import CustomConfig, CustomMultilabel
-from jaxgan.data.datasets import Source
+from jaxgan.data.datasets import Source, decode_image_and_labels
 from jaxgan.data.image_files import build_report
 
 __all__ = ["CustomConfig", "CustomMultilabel", "make_source", "decode"]
 
 
-def decode(example: dict) -> dict:
-    image = example["image"]
-    if image.dtype == tf.string:
-        image = tf.io.decode_image(image, channels=3, expand_animations=False)
-    return {"image": image, "labels": tf.cast(example["labels"], tf.float32)}
+decode = decode_image_and_labels
 
 
 def make_builder(data_config) -> CustomMultilabel:

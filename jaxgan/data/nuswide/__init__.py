@@ -8,22 +8,17 @@ splits; the config's `train_split` / `validation_split` / `test_split` map the r
 
 import os
 
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from jaxgan.data.datasets import Source
+from jaxgan.data.datasets import Source, decode_image_and_labels
 from jaxgan.data.image_files import build_report
 from jaxgan.data.nuswide.nuswide_dataset_builder import CONCEPTS, NusWide
 
 __all__ = ["CONCEPTS", "NusWide", "decode", "make_builder", "make_source", "prepare"]
 
 
-def decode(example: dict) -> dict:
-    image = example["image"]
-    if image.dtype == tf.string:
-        image = tf.io.decode_image(image, channels=3, expand_animations=False)
-    return {"image": image, "labels": tf.cast(example["labels"], tf.float32)}
+decode = decode_image_and_labels
 
 
 def make_builder(data_config) -> NusWide:
