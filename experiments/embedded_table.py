@@ -15,9 +15,9 @@ import copy
 import json
 import os
 
-import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
+from tables import format_table  # experiments/tables.py
 
 from jaxgan import train
 from jaxgan.base_config import bce_only
@@ -58,7 +58,7 @@ def main(argv):
     os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
     with open(_OUT.value + ".json", "w") as f:
         json.dump({"config": _CONFIG.value.to_dict(), "results": results}, f, indent=1)
-    table = format_table(results)
+    table = format_table(results, COLUMNS)
     with open(_OUT.value + ".md", "w") as f:
         f.write(table + "\n")
     print(table)
@@ -69,21 +69,6 @@ def bce_phase_eval(workdir: str) -> dict:
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
     return [r["eval"] for r in records if "eval" in r and r.get("phase") == "bce"][-1]
-
-
-def format_table(results: dict) -> str:
-    """Mean ± std over seeds; percentages except labels/image."""
-    lines = [
-        "| method | " + " | ".join(COLUMNS) + " |",
-        "|---|" + "---|" * len(COLUMNS),
-    ]
-    for name, runs in results.items():
-        cells = []
-        for key in COLUMNS.values():
-            values = np.array([r[key] for r in runs]) * (1 if key == "labels_per_image" else 100)
-            cells.append(f"{values.mean():.2f} ± {values.std():.2f}")
-        lines.append(f"| {name} (n={len(runs)}) | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
