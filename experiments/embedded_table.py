@@ -50,12 +50,10 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     base, tag = _CONFIG.value, _TAG.value
-    methods = {
-        "BCE only": ("bce", bce_only(copy.deepcopy(base))),
-        f"+ WGAN-gp ({tag})": (tag, base),
-    }
-    phase_one = f"{tag} run at the end of its BCE phase ({base.schedule.bce_steps} steps)"
-    results = {"BCE only": [], phase_one: [], f"+ WGAN-gp ({tag})": []}
+    adversarial = "+ WGAN-gp" if tag == "wgan" else f"+ WGAN-gp, {tag}"
+    methods = {"BCE only": ("bce", bce_only(copy.deepcopy(base))), adversarial: (tag, base)}
+    phase_one = f"{adversarial} run, end of its BCE phase ({base.schedule.bce_steps} steps)"
+    results = {"BCE only": [], phase_one: [], adversarial: []}
     for seed in map(int, _SEEDS.value):
         for name, (run_tag, config) in methods.items():
             config = copy.deepcopy(config)
