@@ -38,6 +38,8 @@ def main(argv):
             train.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value, _STEP.value)
     except ValueError as error:  # bad input the user can act on: one line, no traceback
         sys.exit(f"error: {error}")
+    except KeyboardInterrupt:  # the loop has saved a checkpoint and said so
+        sys.exit(130)
 
 
 def _flag_values(argv, name):
