@@ -88,6 +88,12 @@ def _critic(ctx: StepContext, d_params):
     return lambda labels, features: ctx.discriminator.apply({"params": d_params}, labels, features)
 
 
+def _apply_gradients(tx, grads, opt_state, params):
+    """One optimiser step: the new parameters and optimiser state."""
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
 def bce_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[TrainState, dict]:
     """Phase 1: one update of G on the BCE loss alone."""
     key = _key(state, BCE_STREAM, state.step)
@@ -99,12 +105,9 @@ def bce_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[TrainSta
         return losses.bce(logits, batch["labels"]), batch_stats
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
-    updates, opt_state = ctx.g_tx.update(grads, state.g_opt_state, state.g_params)
+    params, opt_state = _apply_gradients(ctx.g_tx, grads, state.g_opt_state, state.g_params)
     state = state.replace(
-        step=state.step + 1,
-        g_params=optax.apply_updates(state.g_params, updates),
-        g_batch_stats=batch_stats,
-        g_opt_state=opt_state,
+        step=state.step + 1, g_params=params, g_batch_stats=batch_stats, g_opt_state=opt_state
     )
     return state, {"bce": loss}
 
@@ -144,12 +147,8 @@ def discriminator_step(
         return loss, {"wasserstein": jnp.mean(real) - jnp.mean(fake), "gradient_penalty": penalty}
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
-    updates, opt_state = ctx.d_tx.update(grads, state.d_opt_state, state.d_params)
-    state = state.replace(
-        d_step=state.d_step + 1,
-        d_params=optax.apply_updates(state.d_params, updates),
-        d_opt_state=opt_state,
-    )
+    params, opt_state = _apply_gradients(ctx.d_tx, grads, state.d_opt_state, state.d_params)
+    state = state.replace(d_step=state.d_step + 1, d_params=params, d_opt_state=opt_state)
     return state, {"d_loss": loss, **metrics}
 
 
@@ -169,12 +168,9 @@ def generator_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[Tr
         return loss, (batch_stats, {"g_loss": loss, "bce": bce, "g_critic": jnp.mean(scores)})
 
     (_, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
-    updates, opt_state = ctx.g_tx.update(grads, state.g_opt_state, state.g_params)
+    params, opt_state = _apply_gradients(ctx.g_tx, grads, state.g_opt_state, state.g_params)
     state = state.replace(
-        step=state.step + 1,
-        g_params=optax.apply_updates(state.g_params, updates),
-        g_batch_stats=batch_stats,
-        g_opt_state=opt_state,
+        step=state.step + 1, g_params=params, g_batch_stats=batch_stats, g_opt_state=opt_state
     )
     return state, metrics
 
