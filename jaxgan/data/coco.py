@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from jaxgan.data.datasets import Source
+from jaxgan.data.datasets import Source, split_roles
 
 # The 80 object categories in increasing COCO category id (1, 2, ..., 90 with 11 ids unused):
 # the order of TFDS's objects/label and of the label vector.
@@ -83,11 +83,7 @@ def make_source(data_config) -> Source:
     _check_names(builder)
     return Source(
         builder=builder,
-        splits={
-            "train": data_config.get("train_split", "train[:95%]"),
-            "validation": data_config.get("validation_split", "train[95%:]"),
-            "test": data_config.get("test_split", "validation"),
-        },
+        splits=split_roles(data_config, test="validation"),
         class_names=CLASS_NAMES,
         decode=decode,
         keep=keep,

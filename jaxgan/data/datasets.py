@@ -51,6 +51,16 @@ class Source:
         return self.builder.info.splits[self.splits[role]].num_examples
 
 
+def split_roles(data_config, test: str) -> dict[str, str]:
+    """Roles from `data.{train,validation,test}_split`. By default validation is the last 5% of
+    train, held out of training, and `test` is the dataset's own evaluation split."""
+    return {
+        "train": data_config.get("train_split", "train[:95%]"),
+        "validation": data_config.get("validation_split", "train[95%:]"),
+        "test": data_config.get("test_split", test),
+    }
+
+
 def decode_image_and_labels(example: dict) -> dict:
     """The usual `Source.decode`: the example's image (decoded to 3 channels if still encoded)
     and its multi-hot `labels` as float32."""

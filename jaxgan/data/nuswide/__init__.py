@@ -11,7 +11,7 @@ import os
 import tensorflow_datasets as tfds
 from absl import logging
 
-from jaxgan.data.datasets import Source, decode_image_and_labels
+from jaxgan.data.datasets import Source, decode_image_and_labels, split_roles
 from jaxgan.data.image_files import build_report
 from jaxgan.data.nuswide.nuswide_dataset_builder import CONCEPTS, NusWide
 
@@ -53,11 +53,7 @@ def make_source(data_config) -> Source:
     prepare(builder, data_config.get("manual_dir"))
     return Source(
         builder=builder,
-        splits={
-            "train": data_config.get("train_split", "train[:95%]"),
-            "validation": data_config.get("validation_split", "train[95%:]"),
-            "test": data_config.get("test_split", "test"),
-        },
+        splits=split_roles(data_config, test="test"),
         class_names=tuple(CONCEPTS),
         decode=decode,
     )
