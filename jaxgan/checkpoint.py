@@ -2,93 +2,456 @@
 
 A checkpoint holds both networks, both optimiser states, the frozen f_ext, the step counters
 and the base RNG key; the data position is derived from the step counters (see
-`input_pipeline`), so nothing else is needed to continue exactly. The metadata records the
-model and label count so that a workdir is never silently restored into another model.
+`input_pipeline`), so nothing else is needed to continue exactly. Its metadata records what a
+reader needs without the training data: the config, the class names in label order, the input
+size and normalisation, the backbone, and (after an evaluation) the metrics and the thresholds
+chosen on the validation split. It also records the fields whose change makes the checkpoint
+unusable (another model or label set) or a resume wrong (another schedule, critic or
+optimiser), so that neither happens silently.
+
+Damage is survived, never hidden: a step folder without Orbax's completion marker (a crash
+mid-save) is ignored; a newest checkpoint that fails to restore is reported in one line and
+the previous one is used, the damaged folder moved aside under `<workdir>/damaged_checkpoints`
+(or, for a reader that must not write, named in the message). Besides the newest
+`keep_checkpoints`, the checkpoint with the best validation C-F1 is kept.
 """
 
+import errno
+import json
 import os
+import shutil
+import sys
+import time
 
 import flax.serialization
 import jax
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
 
 from jaxgan.state import TrainState
 
-# The fields whose change makes an old checkpoint unusable.
+# The fields whose change makes an old checkpoint unusable, for training and evaluation alike.
 IDENTITY_FIELDS = ("model", "model_width", "num_labels", "data", "conditional")
+# The fields whose change would make a resumed run differ from an uninterrupted one: the data
+# position (a function of these and the step), the critic's shape and the optimiser's state.
+RESUME_FIELDS = (
+    "seed",
+    "schedule.batch_size",
+    "schedule.bce_steps",
+    "method.n_critic",
+    "method.negative_sampling",
+    "discriminator.embed_dim",
+    "discriminator.hidden_dim",
+    "discriminator.num_layers",
+    "optim.optimizer",
+)
+BEST_METRIC = "validation_CF1"  # what `best` ranks checkpoints by
+COMPLETION_MARKER = "_CHECKPOINT_METADATA"  # Orbax writes it last, when a save is complete
+DAMAGED_DIR = "damaged_checkpoints"
 
 
-def metadata(config, num_labels: int) -> dict:
+class CheckpointError(ValueError):
+    """A checkpoint problem the user can act on; the message is one line."""
+
+
+def _field(config, dotted: str):
+    if dotted == "optim.optimizer":  # Adam and AdamW keep differently shaped states
+        return "adamw" if config.optim.weight_decay else "adam"
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def metadata(config, class_names) -> dict:
+    """What a checkpoint made from `config` records about itself (JSON)."""
     return {
         "model": config.model.name,
         "model_width": config.model.width,
-        "num_labels": num_labels,
+        "num_labels": len(class_names),
         "data": config.data.name,
         "conditional": config.method.conditional,
+        "class_names": list(class_names),
+        "input": {
+            "image_size": config.data.image_size,
+            "normalization": config.data.normalization,
+        },
+        "resume": {name: _field(config, name) for name in RESUME_FIELDS},
+        "config": json.loads(config.to_json_best_effort()),
     }
 
 
-class Checkpointer:
-    """Saves and restores `TrainState`s under `<workdir>/checkpoints`."""
+def check_options(schedule) -> None:
+    """Retention that could delete every checkpoint is refused before anything runs."""
+    if schedule.keep_checkpoints < 1:
+        raise CheckpointError(
+            f"schedule.keep_checkpoints must be >= 1 (got {schedule.keep_checkpoints}): the "
+            "newest checkpoints are what a rerun resumes from"
+        )
 
-    def __init__(self, workdir: str, max_to_keep: int = 3):
-        self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+
+def _orbax_metric(value) -> float:
+    return float("-inf") if value is None else float(value)
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    return (
+        isinstance(error, OSError) and error.errno == errno.ENOSPC
+    ) or "RESOURCE_EXHAUSTED" in str(error)
+
+
+def _one_line(error: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_workdir(workdir: str, needed_bytes: int = 0) -> None:
+    """Before training: the workdir must be a writable folder with room for a checkpoint.
+
+    One line each for a path blocked by a file, a read-only or unwritable folder, and a disk
+    with less free space than `needed_bytes` (about one checkpoint).
+    """
+    checkpoints = os.path.join(workdir, "checkpoints")
+    for path in (workdir, checkpoints):
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise CheckpointError(f"{path} is a file, not a folder; choose another --workdir")
+    try:
+        os.makedirs(checkpoints, exist_ok=True)
+        probe = os.path.join(checkpoints, f".write_probe_{os.getpid()}")
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 4096)
+        os.remove(probe)
+    except (FileExistsError, NotADirectoryError):
+        raise CheckpointError(
+            f"a file blocks the path of --workdir={workdir}; choose another --workdir"
+        ) from None
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise CheckpointError(
+                f"the disk holding {workdir} is full; free space or choose another --workdir"
+            ) from None
+        raise CheckpointError(
+            f"cannot write to --workdir={workdir} ({error.strerror or error}); "
+            "choose a writable folder"
+        ) from None
+    free = shutil.disk_usage(checkpoints).free
+    if needed_bytes and free < needed_bytes:
+        raise CheckpointError(
+            f"only {free / 2**20:.0f} MiB free on the disk holding {workdir}, and a checkpoint "
+            f"needs about {needed_bytes / 2**20:.0f} MiB; free space or choose another --workdir"
+        )
+
+
+def state_bytes(state) -> int:
+    """The bytes a checkpoint of `state` takes, about (its arrays, uncompressed)."""
+    return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
+
+
+class Checkpointer:
+    """Saves and restores `TrainState`s under `<workdir>/checkpoints`.
+
+    `read_only` readers (evaluation, prediction, diagnostics) never create, move or delete
+    anything.
+    """
+
+    def __init__(self, workdir: str, max_to_keep: int = 3, read_only: bool = False):
+        if max_to_keep < 1:
+            raise CheckpointError(f"schedule.keep_checkpoints must be >= 1, got {max_to_keep}")
+        self.workdir = os.path.abspath(workdir)
+        self.directory = os.path.join(self.workdir, "checkpoints")
+        self.read_only = read_only
+        if read_only and not os.path.isdir(self.directory):
+            raise CheckpointError(f"no checkpoint in {self.directory}; train first")
+        if not read_only:
+            self._move_aside_incomplete()
+        policy = checkpoint_managers.AnyPreservationPolicy(
+            [
+                checkpoint_managers.LatestN(n=max_to_keep),
+                checkpoint_managers.BestN(
+                    get_metric_fn=lambda m: _orbax_metric(m.get(BEST_METRIC)),
+                    n=1,
+                    keep_checkpoints_without_metrics=False,
+                ),
+            ]
+        )
+        options = ocp.CheckpointManagerOptions(
+            create=not read_only,
+            read_only=read_only,
+            preservation_policy=None if read_only else policy,
+            best_fn=lambda m: _orbax_metric(m.get(BEST_METRIC)),
+            best_mode="max",
+        )
         self.manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            options=options,
+            item_handlers={
+                "state": ocp.PyTreeCheckpointHandler(),
+                "meta": ocp.JsonCheckpointHandler(),
+            },
         )
 
-    def latest_step(self) -> int | None:
-        return self.manager.latest_step()
+    # -- which steps exist ------------------------------------------------------------------
+
+    def _is_complete(self, step: int) -> bool:
+        return os.path.isfile(os.path.join(self.directory, str(step), COMPLETION_MARKER))
+
+    def _move_aside_incomplete(self) -> None:
+        """Step folders a crash left without Orbax's completion marker go aside, reported,
+        so that Orbax never takes them for the newest checkpoint."""
+        if not os.path.isdir(self.directory):
+            return
+        for name in sorted(os.listdir(self.directory)):
+            if name.isdigit() and not self._is_complete(int(name)):
+                where = self._move_aside(int(name))
+                _report(f"ignored the incomplete checkpoint folder {name} (moved to {where})")
 
     def all_steps(self) -> list[int]:
-        return list(self.manager.all_steps())
+        """Steps with a complete checkpoint, oldest first."""
+        return sorted(s for s in self.manager.all_steps() if self._is_complete(s))
 
-    def save(self, state: TrainState, meta: dict, metrics: dict | None = None) -> None:
+    def latest_step(self) -> int | None:
+        steps = self.all_steps()
+        return steps[-1] if steps else None
+
+    def best_step(self) -> int:
+        """The step with the highest validation C-F1 (the newest among equals)."""
+        scored = []
+        for step in self.all_steps():
+            try:
+                value = self.read_meta(step).get("metrics", {}).get(BEST_METRIC)
+            except Exception:  # a damaged checkpoint cannot be the best one
+                continue
+            if value is not None:
+                scored.append((float(value), step))
+        if not scored:
+            raise CheckpointError(
+                f"no checkpoint in {self.directory} has a validation C-F1 yet (they are "
+                "recorded at evaluations); pass a step number or train on"
+            )
+        return max(scored)[1]
+
+    def resolve_step(self, step: int | str | None) -> int | None:
+        """None (newest), "best", "latest" or a number -> a step number (None if none)."""
+        if step is None or step == "latest":
+            return self.latest_step()
+        if step == "best":
+            return self.best_step()
+        try:
+            number = int(step)
+        except ValueError:
+            raise CheckpointError(
+                f"--checkpoint_step={step!r} is not a step number, 'best' or 'latest'"
+            ) from None
+        if number not in self.all_steps():
+            raise CheckpointError(
+                f"no checkpoint at step {number} in {self.directory}; have {self.all_steps()}"
+            )
+        return number
+
+    # -- saving -----------------------------------------------------------------------------
+
+    def save(self, state: TrainState, meta: dict, metrics: dict | None = None, **extra) -> None:
+        """Saves `state` with `meta`, the evaluation `metrics` (if one was made at this step)
+        and any `extra` JSON fields (e.g. thresholds, phase results)."""
         step = int(jax.device_get(state.step))
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
-                meta=ocp.args.JsonSave({**meta, "metrics": metrics or {}}),
-            ),
-            force=True,
-        )
+        record = {**meta, "metrics": metrics or {}, **extra}
+        ranking = {BEST_METRIC: (metrics or {}).get(BEST_METRIC)}
+        try:
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.PyTreeSave(flax.serialization.to_state_dict(state)),
+                    meta=ocp.args.JsonSave(record),
+                ),
+                metrics={k: v for k, v in ranking.items() if v is not None},
+                force=True,
+            )
+        except Exception as error:
+            raise self._save_error(step, error) from None
+
+    def wait(self) -> None:
+        try:
+            self.manager.wait_until_finished()
+        except Exception as error:
+            raise self._save_error(None, error) from None
+
+    def _save_error(self, step: int | None, error: BaseException) -> BaseException:
+        at = f"step {step}" if step is not None else "a checkpoint"
+        resume = self.latest_step()
+        then = f"a rerun resumes from step {resume}" if resume is not None else "nothing was saved"
+        if _is_disk_full(error):
+            return CheckpointError(
+                f"disk full while saving {at} to {self.directory}; free space and rerun ({then})"
+            )
+        if isinstance(error, OSError) and error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return CheckpointError(
+                f"cannot write {at} to {self.directory} ({error.strerror}); "
+                f"make it writable and rerun ({then})"
+            )
+        return error
+
+    # -- reading ----------------------------------------------------------------------------
 
     def read_meta(self, step: int) -> dict:
         return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
             "meta"
         ]
 
-    def restore(self, target: TrainState, meta: dict, step: int | None = None) -> TrainState:
-        """The state saved at `step` (default: latest), laid out like `target`.
-
-        Raises ValueError, naming the difference, when the checkpoint was made for another
-        model, label count, dataset or critic kind than `meta` describes.
-        """
-        step = self.latest_step() if step is None else step
-        if step is None or step not in self.all_steps():
-            raise ValueError(
-                f"no checkpoint at step {step} in {self.directory}; have {self.all_steps()}"
-            )
-        saved = self.read_meta(step)
+    def _check_meta(self, saved: dict, meta: dict, resume: bool) -> None:
         for field in IDENTITY_FIELDS:
             if saved.get(field) != meta.get(field):
-                raise ValueError(
+                raise CheckpointError(
                     f"the checkpoint in {self.directory} was made with {field}="
                     f"{saved.get(field)!r} but the config asks for {meta.get(field)!r}; "
                     "use a fresh --workdir or the config it was trained with"
                 )
+        if not resume:
+            return
+        for field, value in meta.get("resume", {}).items():
+            recorded = saved.get("resume", {})
+            if field in recorded and recorded[field] != value:  # older checkpoints lack some
+                raise CheckpointError(
+                    f"cannot resume the run in {self.workdir} with {field}={value!r}: its "
+                    f"checkpoints were made with {field}={recorded[field]!r}; pass "
+                    f"--config.{field}={recorded[field]!r} or use a fresh --workdir"
+                    if field != "optim.optimizer"
+                    else f"cannot resume the run in {self.workdir} with optimizer {value}: its "
+                    f"checkpoints were made with {recorded[field]} (optim.weight_decay); "
+                    "use the same optim.weight_decay or a fresh --workdir"
+                )
+
+    def _check_shapes(self, step: int, abstract: dict) -> None:
+        """The saved arrays must have the shapes the config builds; names the first that
+        differs (a structural mismatch is a config change, not damage)."""
+        saved = self.manager.item_metadata(step)["state"]
+        saved_leaves = dict(_flat(saved))
+        wanted = dict(_flat(abstract))
+        for path, leaf in wanted.items():
+            if path not in saved_leaves:
+                raise CheckpointError(
+                    f"the checkpoint at step {step} in {self.directory} has no {path}, which "
+                    "the config builds; use a fresh --workdir or the config it was trained with"
+                )
+            shape = tuple(getattr(saved_leaves[path], "shape", ()) or ())
+            if shape != tuple(leaf.shape):
+                raise CheckpointError(
+                    f"the checkpoint at step {step} in {self.directory} has {path} of shape "
+                    f"{shape} but the config builds {tuple(leaf.shape)}; use a fresh --workdir "
+                    "or the config it was trained with"
+                )
+
+    def restore(
+        self,
+        target: TrainState,
+        meta: dict,
+        step: int | str | None = None,
+        resume: bool = False,
+    ) -> tuple[TrainState, dict]:
+        """The state saved at `step` (default: newest that restores), laid out like `target`,
+        and its metadata.
+
+        Raises CheckpointError, naming the field, when the checkpoint was made for another
+        model, label count, dataset or critic kind than `meta` describes (and, with `resume`,
+        another schedule, critic width or optimiser). A damaged newest checkpoint is reported
+        and skipped; a damaged checkpoint asked for by number is an error.
+        """
         abstract = jax.tree.map(
             ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(target)
         )
-        restored = self.manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-        )["state"]
-        return flax.serialization.from_state_dict(target, restored)
+        restored, saved = self.restore_tree(abstract, meta, step, resume)
+        return flax.serialization.from_state_dict(target, restored), saved
 
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
+    def restore_tree(
+        self, abstract: dict, meta: dict | None, step=None, resume: bool = False
+    ) -> tuple[dict, dict]:
+        """Like `restore` for a state dict; `abstract` may hold only some of the saved keys
+        (e.g. only G's variables, for evaluation), and `meta=None` skips the identity check."""
+        named = step not in (None, "latest")
+        candidates = [self.resolve_step(step)] if named else self.all_steps()[::-1]
+        if not candidates or candidates == [None]:
+            raise CheckpointError(f"no checkpoint in {self.directory}; train first")
+        damaged = []
+        for candidate in candidates:
+            try:
+                saved = self.read_meta(candidate)
+            except Exception as error:
+                damaged.append(self._damaged(candidate, "its metadata is unreadable", error))
+                if named:
+                    raise CheckpointError(damaged[-1]) from None
+                continue
+            if meta is not None:
+                self._check_meta(saved, meta, resume)
+            try:
+                self._check_shapes(candidate, abstract)
+            except CheckpointError:
+                raise
+            except Exception as error:
+                damaged.append(self._damaged(candidate, "its array index is unreadable", error))
+                if named:
+                    raise CheckpointError(damaged[-1]) from None
+                continue
+            try:
+                restored = self.manager.restore(
+                    candidate,
+                    args=ocp.args.Composite(
+                        state=ocp.args.PyTreeRestore(
+                            item=abstract,
+                            restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+                            partial_restore=True,
+                        )
+                    ),
+                )["state"]
+            except Exception as error:
+                damaged.append(self._damaged(candidate, "its arrays do not restore", error))
+                if named:
+                    raise CheckpointError(damaged[-1]) from None
+                continue
+            for line in damaged:
+                _report(f"{line}; using step {candidate}")
+            return restored, saved
+        raise CheckpointError(
+            f"no checkpoint in {self.directory} restores ({'; '.join(damaged)}); "
+            + ("rerun to train from scratch" if not self.read_only else "train again")
+        )
+
+    def _damaged(self, step: int, what: str, error: BaseException) -> str:
+        """One line about a damaged step; a writer moves it aside first (never deletes it)."""
+        line = f"the checkpoint at step {step} in {self.directory} is damaged ({what}: "
+        line += f"{_one_line(error, 120)})"
+        if self.read_only:
+            return line
+        return line + f"; moved to {self._move_aside(step)}"
+
+    def _move_aside(self, step: int) -> str:
+        aside = os.path.join(self.workdir, DAMAGED_DIR)
+        os.makedirs(aside, exist_ok=True)
+        where = os.path.join(aside, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        while os.path.exists(where):
+            where += "_"
+        shutil.move(os.path.join(self.directory, str(step)), where)
+        if hasattr(self, "manager"):
+            self.manager.reload()
+        return where
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _flat(tree) -> list[tuple[str, object]]:
+    """(slash-joined key path, leaf) pairs of a nested dict (the saved metadata's form)."""
+    leaves = jax.tree_util.tree_flatten_with_path(
+        tree, is_leaf=lambda x: hasattr(x, "shape") and not isinstance(x, dict)
+    )[0]
+    return [("/".join(_key_name(k) for k in path), leaf) for path, leaf in leaves]
+
+
+def _key_name(key) -> str:
+    for attribute in ("key", "name", "idx"):
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
+
+
+def _report(line: str) -> None:
+    if jax.process_index() == 0:
+        print(line, file=sys.stderr, flush=True)

@@ -1,5 +1,11 @@
-"""Command line: python -m jaxgan.main --config=configs/FILE.py[:variant] --workdir=DIR
-[--mode=train|eval] [--config.FIELD=VALUE ...]."""
+"""Command line: python -m jaxgan.main --workdir=DIR [--config=configs/FILE.py[:variant]]
+[--mode=train|eval|predict] [--config.FIELD=VALUE ...].
+
+train (the default) needs --config; eval and predict use the config the checkpoint recorded
+unless --config is given. eval: --checkpoint_step=N|best|latest. predict: --images=PATH
+(repeatable; files, folders, globs), --threshold=configured|global|per_class|NUMBER,
+--output=PREFIX (default DIR/predictions).
+"""
 
 import os
 import runpy
@@ -12,30 +18,60 @@ from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/coco.py.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints and metrics go here.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "Train (resumes) or evaluate.")
-_STEP = flags.DEFINE_integer("checkpoint_step", None, "--mode=eval: this step, not the latest.")
+_MODE = flags.DEFINE_enum(
+    "mode", "train", ["train", "eval", "predict"], "Train (resumes), evaluate or predict."
+)
+_STEP = flags.DEFINE_string(
+    "checkpoint_step", None, "eval/predict: this step, 'best' (validation C-F1) or 'latest'."
+)
+_IMAGES = flags.DEFINE_multi_string("images", [], "predict: image files, folders or globs.")
+_THRESHOLD = flags.DEFINE_string(
+    "threshold",
+    "configured",
+    "predict: 'configured' (method.threshold), 'global' or 'per_class' (chosen on the "
+    "validation split), or a number in (0, 1).",
+)
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "predict: write PREFIX.csv and PREFIX.jsonl (default WORKDIR/predictions)."
+)
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() first (multi-host runs)."
 )
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    extra = argv[1:]
+    if extra and _MODE.value != "predict":
+        raise app.UsageError(f"unexpected arguments: {extra}")
     # Our progress lines are the output; libraries' INFO chatter (Orbax, TF) is not.
     logging.set_verbosity(logging.WARNING)
     import jax
 
     if _DISTRIBUTED.value:
         jax.distributed.initialize()
-    from jaxgan import train
+    from jaxgan import evaluate, train
 
     try:
         if _MODE.value == "train":
+            if _CONFIG.value is None:
+                raise ValueError("--mode=train needs --config=configs/FILE.py")
             train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        elif _MODE.value == "eval":
+            evaluate.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value, _STEP.value)
         else:
-            train.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value, _STEP.value)
+            from jaxgan import predict
+
+            if jax.process_count() > 1:
+                raise ValueError("--mode=predict runs on one host; drop --distributed")
+            predict.run_predict(
+                _WORKDIR.value,
+                [*_IMAGES.value, *extra],  # `--images dir/*.png` leaves the shell's expansion
+                _THRESHOLD.value,
+                _OUTPUT.value,
+                _STEP.value,
+                _CONFIG.value,
+            )
     except ValueError as error:  # bad input the user can act on: one line, no traceback
         sys.exit(f"error: {error}")
     except KeyboardInterrupt:  # the loop has saved a checkpoint and said so

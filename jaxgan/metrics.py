@@ -70,27 +70,96 @@ def compute_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float = 0
     return results
 
 
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)  # candidates tuned on validation
+
+
 def best_threshold(scores: np.ndarray, labels: np.ndarray, metric: str = "CF1") -> float:
     """The threshold in 0.05..0.95 maximising `metric` (CF1, OF1, ...); choose it on validation."""
-    candidates = np.round(np.arange(0.05, 0.951, 0.05), 2)
-    values = [precision_recall_f1(scores > t, labels)[metric] for t in candidates]
-    return float(candidates[int(np.argmax(values))])
+    values = [precision_recall_f1(scores > t, labels)[metric] for t in THRESHOLD_GRID]
+    return float(THRESHOLD_GRID[int(np.argmax(values))])
+
+
+def per_class_metrics(scores: np.ndarray, labels: np.ndarray, threshold) -> dict:
+    """Per class: precision, recall, F1, AP, support (ground-truth positives) and predicted
+    positives at `threshold` (a number or one per class). Undefined values (a class with no
+    positive in the split: recall, F1 and AP) are None; a never-predicted class has precision 0.
+    Lists in label order."""
+    scores = np.asarray(scores, np.float64)
+    truth = np.asarray(labels) > 0.5
+    predicted = scores > np.asarray(threshold)
+    correct = (predicted & truth).sum(axis=0).astype(float)
+    n_predicted = predicted.sum(axis=0).astype(float)
+    support = truth.sum(axis=0)
+    precision = _safe_ratio(correct, n_predicted)
+    recall = _safe_ratio(correct, support)
+    present = support > 0
+    return {
+        "precision": [float(p) for p in precision],
+        "recall": [float(r) if ok else None for r, ok in zip(recall, present, strict=True)],
+        "F1": [
+            _f1(p, r) if ok else None for p, r, ok in zip(precision, recall, present, strict=True)
+        ],
+        "AP": [
+            average_precision(scores[:, i], truth[:, i]) if present[i] else None
+            for i in range(truth.shape[1])
+        ],
+        "support": [int(n) for n in support],
+        "predicted": [int(n) for n in n_predicted],
+    }
+
+
+def per_class_thresholds(scores: np.ndarray, labels: np.ndarray, fallback: float) -> np.ndarray:
+    """Each class's threshold in 0.05..0.95 maximising its own F1 (choose on validation); a
+    class without positives there keeps `fallback`. Ties go to the lowest threshold."""
+    truth = np.asarray(labels) > 0.5
+    thresholds = np.full(truth.shape[1], float(fallback))
+    for i in np.flatnonzero(truth.any(axis=0)):
+        f1 = []
+        for t in THRESHOLD_GRID:
+            predicted = scores[:, i] > t
+            correct = float((predicted & truth[:, i]).sum())
+            precision = correct / max(predicted.sum(), 1)
+            f1.append(_f1(precision, correct / truth[:, i].sum()))
+        thresholds[i] = THRESHOLD_GRID[int(np.argmax(f1))]
+    return thresholds
+
+
+def labels_per_image_histogram(multi_hot: np.ndarray) -> dict[str, int]:
+    """How many images have 0, 1, 2, ... labels: {"0": n0, "1": n1, ...} up to the maximum."""
+    counts = np.bincount(np.asarray(multi_hot).sum(axis=1).astype(int))
+    return {str(k): int(n) for k, n in enumerate(counts)}
+
+
+TABLE_ROWS = (
+    ("threshold", ""),
+    ("top-3", "_top3"),
+    ("val. thr.", "_val_threshold"),
+    ("per-class", "_per_class_threshold"),
+)
 
 
 def format_table(results: dict, title: str = "") -> str:
-    """The metrics as a small fixed-width table, percentages like the paper's."""
-    rows = [
-        ("threshold", ["CP", "CR", "CF1", "OP", "OR", "OF1"]),
-        ("top-3", ["CP_top3", "CR_top3", "CF1_top3", "OP_top3", "OR_top3", "OF1_top3"]),
-    ]
+    """The metrics as a small fixed-width table, percentages like the paper's. Rows: at the
+    configured threshold, its top-3 variant, and (when present) at the thresholds chosen on
+    the validation split: one global threshold (C-* at C-F1's, O-* at O-F1's) and one per
+    class."""
+    names = ["CP", "CR", "CF1", "OP", "OR", "OF1"]
     lines = [title] if title else []
     lines.append(
         f"{'':10s}" + "".join(f"{h:>8s}" for h in ["C-P", "C-R", "C-F1", "O-P", "O-R", "O-F1"])
     )
-    for name, keys in rows:
-        lines.append(f"{name:10s}" + "".join(f"{100 * results[k]:8.2f}" for k in keys))
+    for row, suffix in TABLE_ROWS:
+        keys = [name + suffix for name in names]
+        if all(k in results for k in keys):
+            lines.append(f"{row:10s}" + "".join(f"{100 * results[k]:8.2f}" for k in keys))
     lines.append(
         f"mAP {100 * results['mAP']:.2f}   labels/image {results['labels_per_image']:.2f}"
         f"   images {results['num_images']}"
     )
+    if "CF1_threshold" in results:
+        lines.append(
+            f"thresholds from validation: C-F1 {results['CF1_threshold']:.2f}, "
+            f"O-F1 {results['OF1_threshold']:.2f}, per class (F1 each); "
+            f"validation C-F1 {100 * results['validation_CF1']:.2f}"
+        )
     return "\n".join(lines)

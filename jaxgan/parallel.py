@@ -48,3 +48,27 @@ def to_host(array: jax.Array) -> np.ndarray:
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+
+
+def to_host_local(array: jax.Array) -> np.ndarray:
+    """A global array sharded on its first axis -> this process's rows, as NumPy."""
+    if jax.process_count() == 1:
+        return np.asarray(array)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(
+        multihost_utils.global_array_to_host_local_array(
+            array, array.sharding.mesh, array.sharding.spec
+        )
+    )
+
+
+def gather_host_arrays(arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """Each process's NumPy rows -> every process's rows concatenated (a no-op on one host).
+
+    Every process must pass arrays of the same shapes (pad, and pass a mask)."""
+    if jax.process_count() == 1:
+        return arrays
+    from jax.experimental import multihost_utils
+
+    return tuple(np.asarray(multihost_utils.process_allgather(a, tiled=True)) for a in arrays)

@@ -1,8 +1,6 @@
 """The training loop: build the state, restore, run both phases, evaluate, checkpoint, log."""
 
 import functools
-import json
-import os
 import time
 
 import jax
@@ -10,11 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgan import checkpoint, evaluate, parallel, steps
 from jaxgan import metrics as metrics_lib
-from jaxgan import parallel, steps
 from jaxgan.checkpoint import Checkpointer, metadata
 from jaxgan.data import input_pipeline
 from jaxgan.data.datasets import get_source
+from jaxgan.metric_writer import MetricWriter
 from jaxgan.models import create_generator
 from jaxgan.models.discriminator import create_discriminator
 from jaxgan.state import create_train_state, snapshot_feature_extractor
@@ -30,6 +29,7 @@ def validate_config(config) -> None:
             raise ValueError(f"schedule.{name} must be >= 0, got {s[name]}")
     parallel.check_batch_size(s.batch_size, "schedule.batch_size")
     parallel.check_batch_size(s.eval_batch_size, "schedule.eval_batch_size")
+    checkpoint.check_options(s)
     if m.n_critic < 1:
         raise ValueError(f"method.n_critic must be >= 1, got {m.n_critic}")
     if not 0.0 < m.threshold < 1.0:
@@ -83,8 +83,10 @@ class Run:
             config, self.generator, self.discriminator, g_tx, d_tx
         )
         self.state = self._init_state(g_tx, d_tx)
-        self.meta = metadata(config, self.num_labels)
+        self.meta = metadata(config, self.source.class_names)
         self.checkpointer = Checkpointer(workdir, config.schedule.keep_checkpoints)
+        self.classifier = evaluate.Classifier(config, self.source.class_names, self.mesh)
+        self.saved_meta = {}  # the restored checkpoint's metadata
         repl, data = parallel.replicated(self.mesh), parallel.batch_sharded(self.mesh)
         self.data_sharding = data
         self.stacked_sharding = parallel.batch_sharded(self.mesh, leading_axes=1)
@@ -98,11 +100,6 @@ class Run:
             functools.partial(steps.adversarial_step, ctx=self.ctx),
             in_shardings=(repl, self.stacked_sharding, data),
             out_shardings=(repl, repl),
-        )
-        self.eval_step = jax.jit(
-            functools.partial(steps.eval_step, ctx=self.ctx),
-            in_shardings=(repl, data),
-            out_shardings=data,
         )
 
     def _init_state(self, g_tx, d_tx):
@@ -122,63 +119,26 @@ class Run:
         state = create_train_state(run_key, g_variables, d_params, g_tx, d_tx)
         return jax.device_put(state, parallel.replicated(self.mesh))
 
-    def restore(self, step: int | None = None) -> bool:
-        """Restores the latest (or a named) checkpoint; False if the workdir has none."""
-        if step is None and self.checkpointer.latest_step() is None:
+    def restore(self) -> bool:
+        """Resumes from the newest checkpoint that restores; False if the workdir has none.
+        Refuses one made with another model, schedule, critic or optimiser (one line)."""
+        if self.checkpointer.latest_step() is None:
             return False
-        self.state = self.checkpointer.restore(self.state, self.meta, step)
+        self.state, self.saved_meta = self.checkpointer.restore(self.state, self.meta, resume=True)
         return True
 
     def predict(self, role: str) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and labels over a whole split (padding rows dropped)."""
-        scores, labels = [], []
-        batch_size = parallel.local_batch_size(self.config.schedule.eval_batch_size)
-        for batch in input_pipeline.eval_batches(self.source, self.config.data, role, batch_size):
-            mask = parallel.to_host(parallel.to_global(batch["mask"], self.data_sharding))
-            batch = parallel.to_global(
-                {k: batch[k] for k in ("image", "labels")}, self.data_sharding
-            )
-            probs = parallel.to_host(self.eval_step(self.state, batch))
-            scores.append(probs[mask])
-            labels.append(parallel.to_host(batch["labels"])[mask])
-        return np.concatenate(scores), np.concatenate(labels)
+        """Probabilities and labels over a validation or test split (padding rows dropped)."""
+        return evaluate.split_scores(
+            self.classifier, self.source, role, evaluate.eval_variables(self.state)
+        )
 
     def evaluate(self) -> dict:
-        """Metrics on the test split at the configured threshold, plus CF1/OF1 at thresholds
-        chosen on the validation split (which separates calibration from the rest)."""
-        val_scores, val_labels = self.predict("validation")
-        test_scores, test_labels = self.predict("test")
-        results = metrics_lib.compute_metrics(
-            test_scores, test_labels, self.config.method.threshold
+        """The evaluation report of the current state (eval.json's content, `evaluate`)."""
+        report = evaluate.evaluate(
+            self.classifier, self.source, evaluate.eval_variables(self.state)
         )
-        for name in ("CF1", "OF1"):
-            threshold = metrics_lib.best_threshold(val_scores, val_labels, name)
-            tuned = metrics_lib.precision_recall_f1(test_scores > threshold, test_labels)
-            results[f"{name}_val_threshold"] = tuned[name]
-            results[f"{name}_threshold"] = threshold
-        at_threshold = val_scores > self.config.method.threshold
-        results["validation_CF1"] = metrics_lib.precision_recall_f1(at_threshold, val_labels)["CF1"]
-        return results
-
-
-class Logger:
-    """Progress lines on stdout and JSON lines in `<workdir>/metrics.jsonl` (process 0 only)."""
-
-    def __init__(self, workdir: str):
-        self.active = jax.process_index() == 0
-        self.path = os.path.join(workdir, "metrics.jsonl")
-
-    def log(self, record: dict, line: str | None = None) -> None:
-        if not self.active:
-            return
-        if line:
-            print(line, flush=True)
-        with open(self.path, "a") as f:
-            f.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
-
-
-def _jsonable(value):
-    return value.item() if hasattr(value, "item") else value
+        return {"step": int(self.state.step), **report}
 
 
 def _progress_line(step, total, phase, values, rate, seconds_left):
@@ -207,17 +167,23 @@ def _next_update_batches(config, batches):
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-    """Trains (resuming from `workdir` if it holds a checkpoint), then evaluates on test."""
-    os.makedirs(workdir, exist_ok=True)
+    """Trains (resuming from `workdir` if it holds a checkpoint), evaluating at the end of each
+    phase; returns {phase: test metrics} for each phase that has ended ("bce",
+    "adversarial"; a phase that ended in an earlier run reports what was recorded then) and
+    writes the last evaluation's report to `<workdir>/eval.json`."""
+    validate_config(config)
+    checkpoint.check_workdir(workdir)  # before any data is built: a blocked or read-only path
     run = Run(config, workdir)
-    logger = Logger(workdir)
+    checkpoint.check_workdir(workdir, needed_bytes=checkpoint.state_bytes(run.state))
+    writer = MetricWriter(workdir)
     schedule = config.schedule
     total = schedule.bce_steps + schedule.adversarial_steps
     if run.restore():
-        logger.log(
+        writer.write(
             {"event": "resumed", "step": int(run.state.step)},
             f"resumed from the checkpoint at step {int(run.state.step)} in {workdir}",
         )
+    phase_results = dict(run.saved_meta.get("phase_results", {}))
     step = int(run.state.step)
     batches = input_pipeline.train_batches(
         run.source,
@@ -226,7 +192,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         config.seed,
         start_batch=batches_consumed(config, step),
     )
-    logger.log(
+    writer.write(
         {
             "event": "start",
             "step": step,
@@ -240,7 +206,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         f"{schedule.bce_steps} BCE + {schedule.adversarial_steps} adversarial steps",
     )
     window_start, window_steps = time.time(), 0
-    results = None
+    report = None
     try:
         while step < total:
             phase = "bce" if step < schedule.bce_steps else "adversarial"
@@ -263,53 +229,56 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 values = jax.device_get(values)
                 rate = window_steps / max(time.time() - window_start, 1e-9)
                 left = _seconds_left(config, step, rate, phase)
-                logger.log(
+                writer.write(
                     {"step": step, "phase": phase, **values, "steps_per_s": rate},
                     _progress_line(step, total, phase, values, rate, left),
                 )
                 window_start, window_steps = time.time(), 0
-            if phase_end or (schedule.eval_every and step % schedule.eval_every == 0):
-                results = run.evaluate()
-                title = f"test metrics after step {step} ({phase} phase)"
-                logger.log(
-                    {"step": step, "phase": phase, "eval": results},
-                    metrics_lib.format_table(results, title),
+            evaluated = phase_end or (schedule.eval_every and step % schedule.eval_every == 0)
+            if evaluated:
+                report = _evaluate_and_log(run, writer, f"after step {step} ({phase} phase)")
+                if phase_end:
+                    phase_results[phase] = report["metrics"]
+            if evaluated or (schedule.checkpoint_every and step % schedule.checkpoint_every == 0):
+                run.checkpointer.save(
+                    run.state,
+                    run.meta,
+                    report["metrics"] if evaluated else None,
+                    thresholds=report["thresholds"] if evaluated else None,
+                    phase_results=phase_results,
                 )
-            if phase_end or (schedule.checkpoint_every and step % schedule.checkpoint_every == 0):
-                run.checkpointer.save(run.state, run.meta, results if phase_end else None)
     except KeyboardInterrupt:
-        run.checkpointer.save(run.state, run.meta)
+        run.checkpointer.save(run.state, run.meta, phase_results=phase_results)
         run.checkpointer.wait()
-        logger.log(
+        writer.write(
             {"event": "interrupted", "step": step},
             f"interrupted: saved step {step}; rerun the same command to resume",
         )
         raise
     finally:
         run.checkpointer.wait()
-    if results is None:  # nothing left to train: report the restored model
-        results = run.evaluate()
-        logger.log(
-            {"step": step, "eval": results},
-            metrics_lib.format_table(results, f"test metrics at step {step}"),
-        )
+        writer.close()
+    if report is None:  # nothing left to train: report the restored model
+        report = _evaluate_and_log(run, writer, f"at step {step}")
+        phase_results[_phase_of(config, step)] = report["metrics"]
+    evaluate.write_report(workdir, report)
+    writer.close()
     run.checkpointer.close()
-    return results
+    return phase_results
 
 
-def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
-    """Restores the latest (or `step`'s) checkpoint in `workdir` and evaluates it on test."""
-    run = Run(config, workdir)
-    if not run.restore(step):
-        raise ValueError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first")
-    results = run.evaluate()
-    at = int(run.state.step)
-    Logger(workdir).log(
-        {"event": "eval", "step": at, "eval": results},
-        metrics_lib.format_table(results, f"test metrics of the checkpoint at step {at}"),
-    )
-    run.checkpointer.close()
-    return results
+def _phase_of(config, step: int) -> str:
+    return "bce" if step <= config.schedule.bce_steps else "adversarial"
+
+
+def _evaluate_and_log(run: Run, writer: MetricWriter, when: str) -> dict:
+    report = run.evaluate()
+    writer.write(
+        {"step": report["step"], "phase": _phase_of(run.config, report["step"]),
+         "eval": report["metrics"]},
+        metrics_lib.format_table(report["metrics"], f"test metrics {when}"),
+    )  # fmt: skip
+    return report
 
 
 def _seconds_left(config, step: int, rate: float, measured_in: str) -> float:

@@ -1,0 +1,264 @@
+"""Predict labels for image files with a trained checkpoint.
+
+    python -m jaxgan.main --mode=predict --workdir=DIR --images=PATH [--images=PATH ...]
+        [--threshold=configured|global|per_class|0.3] [--output=PREFIX] [--checkpoint_step=N]
+
+PATH is a file, a folder (its image files, in sub-folders too) or a glob. Each image gets the
+evaluation's preprocessing (decode to RGB, resize, normalise: `augment.preprocess_eval`), then
+G's probabilities; the predicted labels are those above the chosen threshold: the configured
+one (`method.threshold`), the global one chosen on the validation split ("global", the C-F1
+best), or one per class chosen on validation ("per_class"). A file that is missing, not a
+regular file, too large or not an image is reported in one line and skipped; the others are
+still predicted. Results are printed and written to PREFIX.csv (file, labels, one probability
+column per class) and PREFIX.jsonl.
+"""
+
+import concurrent.futures
+import csv
+import glob
+import json
+import os
+import stat
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+
+from jaxgan import evaluate
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MAX_FILE_BYTES = 64 * 2**20  # larger files are refused before they are read
+MAX_PIXELS = 64 * 2**20  # width x height; larger images are refused before they are decoded
+
+
+class BadImage(Exception):
+    """A file that cannot be predicted; the message says why."""
+
+
+def load_image(path: str, data_config) -> np.ndarray:
+    """One image file, checked (regular file, size and pixel caps) and prepared exactly as
+    the evaluation pipeline prepares a stored image: float32 [S, S, 3]. Raises BadImage."""
+    import tensorflow as tf
+    from PIL import Image
+
+    from jaxgan.data import augment, image_files
+
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise BadImage("missing") from None
+    except OSError as error:
+        raise BadImage(f"unreadable: {error.strerror or error}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise BadImage("not a regular file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise BadImage(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+    try:
+        with Image.open(path) as image:  # reads the header only
+            width, height = image.size
+    except Exception:
+        raise BadImage("not an image (unreadable: not an image format PIL knows)") from None
+    if width * height > MAX_PIXELS:
+        raise BadImage(f"{width}x{height} pixels, more than {MAX_PIXELS // 2**20} Mpx")
+    try:
+        data = image_files.read_image(path)  # the bytes a dataset build would store
+    except image_files.BadImage as error:
+        raise BadImage(str(error)) from None
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return augment.preprocess_eval(image, data_config).numpy()
+
+
+def expand_paths(specs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Files, folders and globs -> (files in order, without repeats; [(spec, reason)] for
+    specs that name nothing). A folder contributes its image files, sorted, recursively."""
+    files, missing, seen = [], [], set()
+
+    def add(path):
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
+    for spec in specs:
+        if os.path.isdir(spec):
+            found = sorted(
+                os.path.join(root, name)
+                for root, dirs, names in os.walk(spec)
+                for name in names
+                if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+            )
+            if not found:
+                missing.append((spec, "a folder with no image files"))
+            for path in found:
+                add(path)
+        elif os.path.lexists(spec):
+            add(spec)
+        elif glob.has_magic(spec):
+            matches = sorted(glob.glob(spec, recursive=True))
+            if not matches:
+                missing.append((spec, "no file matches"))
+            for path in matches:
+                if os.path.isdir(path):
+                    continue
+                add(path)
+        else:
+            missing.append((spec, "missing"))
+    return files, missing
+
+
+def _prepared(files, data_config, num_threads: int = 4) -> Iterator[tuple[str, object]]:
+    """(path, image or BadImage) in order; files are read and prepared in a thread pool, a
+    bounded window at a time."""
+
+    def load(path):
+        try:
+            return path, load_image(path, data_config)
+        except BadImage as error:
+            return path, error
+
+    window = 4 * num_threads
+    with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+        for start in range(0, len(files), window):
+            yield from pool.map(load, files[start : start + window])
+
+
+def predict_files(classifier, specs: list[str], threshold: str = "configured", report=None):
+    """Probabilities for every readable image named by `specs`; bad ones are reported (one
+    line each, through `report`, by default on stderr) and skipped. Returns (files,
+    probabilities [N, L], thresholds [L], skipped [(path, reason)])."""
+    from tqdm import tqdm
+
+    report = report or (lambda line: tqdm.write(line, file=sys.stderr))
+    files, skipped = expand_paths(specs)
+    for spec, reason in skipped:
+        report(f"skipped {spec}: {reason}")
+    thresholds = choose_thresholds(classifier, threshold)
+    kept, scores, batch, names = [], [], [], []
+
+    def flush():
+        if batch:
+            scores.append(classifier.predict_array(np.stack(batch)))
+            kept.extend(names)
+            batch.clear()
+            names.clear()
+
+    progress = tqdm(
+        total=len(files),
+        unit="image",
+        file=sys.stderr,
+        disable=len(files) <= classifier.local_batch_size or None,
+    )
+    for path, image in _prepared(files, classifier.config.data):
+        progress.update(1)
+        if isinstance(image, BadImage):
+            skipped.append((path, str(image)))
+            report(f"skipped {path}: {image}")
+            continue
+        batch.append(image)
+        names.append(path)
+        if len(batch) == classifier.local_batch_size:
+            flush()
+    flush()
+    progress.close()
+    probabilities = np.concatenate(scores) if scores else np.zeros((0, len(thresholds)))
+    return kept, probabilities, thresholds, skipped
+
+
+def choose_thresholds(classifier, choice: str) -> np.ndarray:
+    """[L] thresholds: "configured", "global" or "per_class" (chosen on the validation
+    split, read from the checkpoint, or tuned now on validation if it has none), or a number.
+    """
+    num_labels = len(classifier.class_names)
+    try:
+        value = float(choice)
+    except ValueError:
+        value = None
+    if value is not None:
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"--threshold={choice} must lie in (0, 1)")
+        return np.full(num_labels, value)
+    if choice not in evaluate.THRESHOLD_CHOICES:
+        raise ValueError(
+            f"unknown --threshold={choice!r}; use one of {list(evaluate.THRESHOLD_CHOICES)} "
+            "or a number in (0, 1)"
+        )
+    configured = classifier.config.method.threshold
+    thresholds = classifier.saved.get("thresholds") or {"configured": configured}
+    if choice != "configured" and "per_class" not in thresholds:
+        thresholds = _tune_on_validation(classifier)
+    thresholds = {**thresholds, "configured": configured}
+    return evaluate.threshold_vector(thresholds, choice, num_labels)
+
+
+def _tune_on_validation(classifier) -> dict:
+    """Thresholds for a checkpoint saved without an evaluation: chosen now on validation."""
+    from jaxgan.data.datasets import get_source
+
+    print(
+        f"the checkpoint at step {classifier.step} records no thresholds; choosing them on "
+        "the validation split",
+        file=sys.stderr,
+    )
+    source = get_source(classifier.config.data)
+    evaluate.check_class_names(classifier.class_names, source.class_names)
+    scores, labels = evaluate.split_scores(classifier, source, "validation")
+    return evaluate.tune_thresholds(scores, labels, classifier.config.method.threshold)
+
+
+def rows(files, probabilities, thresholds, class_names) -> list[dict]:
+    """One record per image: its file, predicted label names (most probable first), and every
+    class's probability."""
+    out = []
+    for path, p in zip(files, probabilities, strict=True):
+        order = np.argsort(-p, kind="stable")
+        labels = [class_names[i] for i in order if p[i] > thresholds[i]]
+        out.append(
+            {
+                "file": path,
+                "labels": labels,
+                "probabilities": {
+                    n: round(float(v), 6) for n, v in zip(class_names, p, strict=True)
+                },
+            }
+        )
+    return out
+
+
+def write_outputs(records: list[dict], class_names, prefix: str) -> tuple[str, str]:
+    """PREFIX.csv (file, labels joined by ';', one column per class) and PREFIX.jsonl."""
+    folder = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(folder, exist_ok=True)
+    csv_path, jsonl_path = prefix + ".csv", prefix + ".jsonl"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "labels", *class_names])
+        for r in records:
+            probabilities = [f"{r['probabilities'][n]:.6f}" for n in class_names]
+            writer.writerow([r["file"], ";".join(r["labels"]), *probabilities])
+    with open(jsonl_path, "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    return csv_path, jsonl_path
+
+
+def format_record(record: dict) -> str:
+    shown = ", ".join(f"{n} ({record['probabilities'][n]:.2f})" for n in record["labels"])
+    return f"{record['file']}: {shown or '(no label)'}"
+
+
+def run_predict(workdir, specs, threshold="configured", output=None, step=None, config=None):
+    """--mode=predict: prints each image's labels and writes CSV and JSON lines."""
+    if not specs:
+        raise ValueError("--mode=predict needs --images=PATH (files, folders or globs)")
+    classifier = evaluate.load_classifier(workdir, step, config)
+    files, probabilities, thresholds, skipped = predict_files(classifier, specs, threshold)
+    records = rows(files, probabilities, thresholds, classifier.class_names)
+    for record in records:
+        print(format_record(record))
+    prefix = output or os.path.join(workdir, "predictions")
+    csv_path, jsonl_path = write_outputs(records, classifier.class_names, prefix)
+    print(
+        f"predicted {len(records)} image(s) with the checkpoint at step {classifier.step}"
+        f" ({threshold} threshold), skipped {len(skipped)}; wrote {csv_path} and {jsonl_path}"
+    )
+    return records, skipped
