@@ -18,6 +18,7 @@ the previous one is used, the damaged folder moved aside under `<workdir>/damage
 
 import errno
 import json
+import logging
 import os
 import shutil
 import sys
@@ -98,6 +99,20 @@ def _is_disk_full(error: BaseException) -> bool:
     return (
         isinstance(error, OSError) and error.errno == errno.ENOSPC
     ) or "RESOURCE_EXHAUSTED" in str(error)
+
+
+class _DiskFullRecords(logging.Filter):
+    """Drops Orbax's background-thread logs of a full disk (each with its traceback): the
+    save that failed is reported once, in one line, by `Checkpointer`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "orbax" not in record.pathname or record.levelno < logging.ERROR:
+            return True
+        text = record.getMessage() + str(record.exc_info[1] if record.exc_info else "")
+        return not ("RESOURCE_EXHAUSTED" in text or "No space left" in text)
+
+
+logging.getLogger("absl").addFilter(_DiskFullRecords())
 
 
 def _one_line(error: BaseException, limit: int = 200) -> str:
@@ -254,6 +269,7 @@ class Checkpointer:
         """Saves `state` with `meta`, the evaluation `metrics` (if one was made at this step)
         and any `extra` JSON fields (e.g. thresholds, phase results)."""
         step = int(jax.device_get(state.step))
+        self._saving = step
         record = {**meta, "metrics": metrics or {}, **extra}
         ranking = {BEST_METRIC: (metrics or {}).get(BEST_METRIC)}
         try:
@@ -273,7 +289,7 @@ class Checkpointer:
         try:
             self.manager.wait_until_finished()
         except Exception as error:
-            raise self._save_error(None, error) from None
+            raise self._save_error(getattr(self, "_saving", None), error) from None
 
     def _save_error(self, step: int | None, error: BaseException) -> BaseException:
         at = f"step {step}" if step is not None else "a checkpoint"
@@ -324,9 +340,13 @@ class Checkpointer:
         """The saved arrays must have the shapes the config builds; names the first that
         differs (a structural mismatch is a config change, not damage)."""
         saved = self.manager.item_metadata(step)["state"]
-        saved_leaves = dict(_flat(saved))
+        saved_leaves = dict(_flat(saved)) if saved is not None else {}
+        if not saved_leaves:
+            raise OSError("the index of its arrays is missing")
         wanted = dict(_flat(abstract))
-        for path, leaf in wanted.items():
+        # Networks before optimiser states: the first difference named is the one to fix.
+        for path in sorted(wanted, key=lambda p: "opt_state" in p):
+            leaf = wanted[path]
             if path not in saved_leaves:
                 raise CheckpointError(
                     f"the checkpoint at step {step} in {self.directory} has no {path}, which "

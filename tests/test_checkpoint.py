@@ -25,7 +25,7 @@ def test_round_trip_restores_every_field(tmp_path):
     fresh = make_state(ctx, seed=1)  # other values, same structure
     pairs = zip(jax.tree.leaves(fresh), jax.tree.leaves(state), strict=True)
     assert not all(np.array_equal(a, b) for a, b in pairs)
-    restored = Checkpointer(str(tmp_path)).restore(fresh, META)
+    restored, _ = Checkpointer(str(tmp_path)).restore(fresh, META)
     chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(state))
     assert int(restored.step) == 7 and int(restored.d_step) == 21
 
@@ -53,3 +53,203 @@ def test_missing_step_is_a_clear_error(tmp_path):
     ctx = make_context()
     with pytest.raises(ValueError, match="no checkpoint at step 5"):
         Checkpointer(str(tmp_path)).restore(make_state(ctx), META, step=5)
+
+
+# --- best, damage, resume fields, unwritable workdirs ----------------------------------------
+
+import errno  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+
+import orbax.checkpoint as ocp  # noqa: E402
+
+from jaxgan import checkpoint as checkpoint_lib  # noqa: E402
+from jaxgan.checkpoint import CheckpointError  # noqa: E402
+
+RESUMABLE = {**META, "resume": {"schedule.bce_steps": 4, "discriminator.hidden_dim": 16}}
+
+
+def save_steps(workdir, scores, keep=2, meta=META):
+    """Checkpoints at steps 1, 2, ... with validation C-F1 `scores` (None: not evaluated)."""
+    ctx = make_context()
+    checkpointer = Checkpointer(str(workdir), max_to_keep=keep)
+    for step, score in enumerate(scores, start=1):
+        metrics = None if score is None else {"validation_CF1": score}
+        checkpointer.save(make_state(ctx).replace(step=np.int32(step)), meta, metrics)
+    checkpointer.wait()
+    return checkpointer
+
+
+def test_best_is_the_highest_validation_cf1_and_is_kept(tmp_path):
+    checkpointer = save_steps(tmp_path, [0.3, 0.9, None, 0.5, 0.4, None], keep=2)
+    assert checkpointer.all_steps() == [2, 5, 6]  # the newest two, and the best
+    assert checkpointer.best_step() == 2
+    assert checkpointer.resolve_step("best") == 2 and checkpointer.resolve_step(None) == 6
+    with pytest.raises(CheckpointError, match="not a step number"):
+        checkpointer.resolve_step("bets")
+
+
+def test_best_without_any_evaluation_is_a_clear_error(tmp_path):
+    checkpointer = save_steps(tmp_path, [None, None])
+    with pytest.raises(CheckpointError, match="has a validation C-F1 yet"):
+        checkpointer.best_step()
+
+
+def test_keep_checkpoints_zero_is_refused_at_the_door(tmp_path):
+    import ml_collections
+
+    schedule = ml_collections.ConfigDict({"keep_checkpoints": 0})
+    with pytest.raises(CheckpointError, match="keep_checkpoints must be >= 1"):
+        checkpoint_lib.check_options(schedule)
+    with pytest.raises(CheckpointError, match="keep_checkpoints must be >= 1"):
+        Checkpointer(str(tmp_path), max_to_keep=0)
+
+
+def damage(workdir, step, how):
+    folder = os.path.join(workdir, "checkpoints", str(step))
+    if how == "truncated data":
+        for root, _, names in os.walk(os.path.join(folder, "state")):
+            for name in names:
+                path = os.path.join(root, name)
+                if "d/" in path or "ocdbt" in root or name.startswith("manifest"):
+                    with open(path, "r+b") as f:
+                        f.truncate(max(os.path.getsize(path) // 3, 1))
+    elif how == "missing meta":
+        import shutil
+
+        shutil.rmtree(os.path.join(folder, "meta"))
+    elif how == "missing manifest":
+        for root, _, names in os.walk(os.path.join(folder, "state")):
+            for name in names:
+                if name.startswith("manifest") or name == "_METADATA":
+                    os.remove(os.path.join(root, name))
+
+
+@pytest.mark.parametrize("how", ["truncated data", "missing meta", "missing manifest"])
+def test_a_damaged_newest_checkpoint_is_reported_moved_aside_and_the_previous_used(
+    tmp_path, capsys, how
+):
+    save_steps(tmp_path, [None, None, None], keep=3)
+    damage(str(tmp_path), 3, how)
+    ctx = make_context()
+    restored, _ = Checkpointer(str(tmp_path)).restore(make_state(ctx), META)
+    assert int(restored.step) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "damaged" in line]
+    assert len(lines) == 1 and "step 3" in lines[0] and "using step 2" in lines[0]
+    aside = os.listdir(tmp_path / checkpoint_lib.DAMAGED_DIR)
+    assert len(aside) == 1 and aside[0].startswith("3-")  # kept, not deleted
+    assert Checkpointer(str(tmp_path)).all_steps() == [1, 2]
+
+
+def test_a_reader_skips_a_damaged_checkpoint_without_moving_it(tmp_path, capsys):
+    save_steps(tmp_path, [None, None], keep=3)
+    damage(str(tmp_path), 2, "missing meta")
+    checkpointer = Checkpointer(str(tmp_path), read_only=True)
+    abstract = {"step": jax.ShapeDtypeStruct((), np.int32)}
+    restored, _ = checkpointer.restore_tree(abstract, None)
+    assert int(restored["step"]) == 1
+    assert "step 2" in capsys.readouterr().err
+    assert os.path.isdir(tmp_path / "checkpoints" / "2")
+
+
+def test_an_empty_step_folder_left_by_a_crash_is_ignored(tmp_path, capsys):
+    save_steps(tmp_path, [None, None], keep=3)
+    os.makedirs(tmp_path / "checkpoints" / "7")
+    ctx = make_context()
+    checkpointer = Checkpointer(str(tmp_path))
+    assert checkpointer.latest_step() == 2
+    restored, _ = checkpointer.restore(make_state(ctx), META)
+    assert int(restored.step) == 2
+    assert "incomplete checkpoint folder 7" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("schedule.bce_steps", 2), ("discriminator.hidden_dim", 32)],
+)
+def test_a_resume_with_another_schedule_or_critic_is_refused_naming_the_field(
+    tmp_path, field, value
+):
+    save_steps(tmp_path, [None], meta=RESUMABLE)
+    ctx = make_context()
+    changed = {**RESUMABLE, "resume": {**RESUMABLE["resume"], field: value}}
+    with pytest.raises(CheckpointError, match=f"with {field}={value}.*--config.{field}="):
+        Checkpointer(str(tmp_path)).restore(make_state(ctx), changed, resume=True)
+    # Evaluation does not resume: the same checkpoint restores for it.
+    Checkpointer(str(tmp_path)).restore(make_state(ctx), changed, resume=False)
+
+
+def test_a_critic_of_another_shape_is_refused_with_the_array_named(tmp_path):
+    save_steps(tmp_path, [None])
+    wider = make_context()
+    wider = wider.__class__(
+        wider.generator,
+        wider.discriminator.clone(hidden_dim=32),
+        wider.g_tx,
+        wider.d_tx,
+    )
+    with pytest.raises(CheckpointError, match="d_params/.* of shape .* but the config builds"):
+        Checkpointer(str(tmp_path)).restore(make_state(wider), META)
+
+
+def test_disk_full_while_saving_is_one_line(tmp_path, monkeypatch):
+    checkpointer = save_steps(tmp_path, [None])
+
+    def full(*args, **kwargs):
+        raise ValueError("RESOURCE_EXHAUSTED: Error writing local file: No space left on device")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full)
+    state = make_state(make_context()).replace(step=np.int32(2))
+    with pytest.raises(CheckpointError) as error:
+        checkpointer.save(state, META)
+    message = str(error.value)
+    assert "disk full while saving step 2" in message and "resumes from step 1" in message
+    assert "\n" not in message
+
+
+def _mount_tmpfs(path, options):
+    os.makedirs(path, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                          capture_output=True)  # fmt: skip
+    if done.returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root): " + done.stderr.decode().strip())
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    path = tmp_path / "disk"
+    _mount_tmpfs(path, "size=256k")
+    yield path
+    subprocess.run(["umount", str(path)], check=False)
+
+
+def test_a_full_disk_is_one_line_before_and_during_training(tiny_disk):
+    with pytest.raises(CheckpointError, match="needs about"):
+        checkpoint_lib.check_workdir(str(tiny_disk / "run"), needed_bytes=10 * 2**20)
+    checkpointer = Checkpointer(str(tiny_disk / "run"))
+    big = make_state(make_context()).replace(g_params={"filler": np.ones(2**17, np.float32)})
+    with pytest.raises(CheckpointError, match="disk full while saving step 0"):
+        checkpointer.save(big, META)
+        checkpointer.wait()
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    path = tmp_path / "ro"
+    _mount_tmpfs(path, "size=64k,ro")
+    yield path
+    subprocess.run(["umount", str(path)], check=False)
+
+
+def test_a_read_only_workdir_is_one_line_before_training(read_only_disk):
+    with pytest.raises(CheckpointError, match="cannot write to --workdir=.*Read-only"):
+        checkpoint_lib.check_workdir(str(read_only_disk / "run"))
+
+
+def test_a_workdir_blocked_by_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="is a file, not a folder"):
+        checkpoint_lib.check_workdir(str(tmp_path / "file"))
+    with pytest.raises(CheckpointError, match="a file blocks the path"):
+        checkpoint_lib.check_workdir(str(tmp_path / "file" / "run"))
+    assert errno.ENOTDIR  # the error a blocked path raises underneath

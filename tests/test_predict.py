@@ -1,0 +1,174 @@
+"""Predict with a checkpoint on image files: the evaluation's preprocessing, class names from
+the checkpoint, bad files reported and skipped, thresholds from validation; and neither
+predict nor --mode=eval ever reads the training split."""
+
+import csv
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from jaxgan import diagnose, evaluate, predict, train
+from jaxgan.data import input_pipeline
+from jaxgan.data.datasets import get_source
+
+import configs.custom as custom_config  # noqa: I001
+
+CLASSES = ("beach", "dog", "sky")
+TEST_FILES = ("t_rgb.png", "t_rgb.jpg", "t_gray.png", "t_gray.jpg", "t_big.jpg")
+
+
+def write(path, rng, mode="RGB", size=(20, 24)):
+    pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    if mode == "L":
+        image = image.convert("L")
+    image.save(path)
+
+
+def make_config(image_dir, labels, data_dir):
+    config = custom_config.get_config("cpu")
+    config.model.name = "resnet_small"
+    config.model.width = 4
+    config.data.image_size = 16
+    config.data.normalization = "unit"
+    config.data.image_dir = str(image_dir)
+    config.data.labels_file = str(labels)
+    config.data.data_dir = str(data_dir)
+    config.discriminator.embed_dim = 8
+    config.discriminator.hidden_dim = 16
+    config.discriminator.num_layers = 2
+    config.schedule.batch_size = 4
+    config.schedule.eval_batch_size = 4
+    return config
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A workdir with one checkpoint of an (untrained) model of three named classes, saved
+    with an evaluation's thresholds, as training saves it; its dataset's train split is then
+    deleted."""
+    root = tmp_path_factory.mktemp("predict")
+    images = root / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(8):
+        write(images / f"train{i}.jpg", rng)
+        rows.append((f"train{i}.jpg", "train", [i % 2, 1 - i % 2, int(i % 3 == 0)]))
+    for i in range(4):
+        write(images / f"val{i}.png", rng)
+        rows.append((f"val{i}.png", "validation", [1 - i % 2, i % 2, 1]))
+    for i, name in enumerate(TEST_FILES):
+        size = (300, 260) if "big" in name else (20 + i, 24)
+        write(images / name, rng, "L" if "gray" in name else "RGB", size)
+        rows.append((name, "test", [i % 2, 1, int(i == 0)]))
+    labels = root / "labels.csv"
+    with open(labels, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["filename", *CLASSES, "split"])
+        for name, split, y in rows:
+            out.writerow([name, *y, split])
+    config = make_config(images, labels, root / "tfds")
+    workdir = str(root / "run")
+    run = train.Run(config, workdir)
+    report = run.evaluate()
+    run.checkpointer.save(run.state, run.meta, report["metrics"], thresholds=report["thresholds"])
+    run.checkpointer.wait()
+    run.checkpointer.close()
+    source = run.source
+    order = [
+        e["file"].decode()
+        for e in tfds.as_numpy(source.builder.as_dataset(split="test", shuffle_files=False))
+    ]
+    train_files = glob.glob(os.path.join(source.builder.data_dir, "*train.tfrecord*"))
+    assert train_files
+    for path in train_files:  # from here on, reading the training split fails
+        os.remove(path)
+    with pytest.raises(Exception):
+        next(input_pipeline.train_batches(source, config.data, 4, 0))
+    return {"workdir": workdir, "images": images, "config": config, "order": order,
+            "report": report, "root": root}  # fmt: skip
+
+
+def test_predict_gives_the_evaluation_paths_probabilities(saved):
+    classifier = evaluate.load_classifier(saved["workdir"])
+    assert classifier.class_names == CLASSES  # from the checkpoint, not from the data
+    source = get_source(classifier.config.data)
+    eval_scores, _ = evaluate.split_scores(classifier, source, "test")
+    files, probabilities, _, skipped = predict.predict_files(
+        classifier, [str(saved["images"] / name) for name in saved["order"]]
+    )
+    assert [os.path.basename(f) for f in files] == saved["order"] and not skipped
+    np.testing.assert_allclose(probabilities, eval_scores, rtol=0, atol=1e-6)
+    assert np.ptp(probabilities, axis=0).max() > 1e-4  # the images do get different scores
+
+
+def test_bad_files_are_reported_in_one_line_and_skipped(saved, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in TEST_FILES[:3]:
+        (folder / name).write_bytes((saved["images"] / name).read_bytes())
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a PNG")
+    (folder / "notes.txt").write_text("not an image, not an image extension: not listed")
+    lines = []
+    classifier = evaluate.load_classifier(saved["workdir"])
+    files, probabilities, _, skipped = predict.predict_files(
+        classifier, [str(folder), str(tmp_path / "missing.jpg")], report=lines.append
+    )
+    assert sorted(os.path.basename(f) for f in files) == sorted(TEST_FILES[:3])
+    assert probabilities.shape == (3, len(CLASSES))
+    assert [os.path.basename(path) for path, _ in skipped] == ["missing.jpg", "corrupt.png"]
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert "missing.jpg: missing" in lines[0] and "corrupt.png: not an image" in lines[1]
+
+
+def test_run_predict_writes_label_names_as_csv_and_jsonl(saved, tmp_path, capsys):
+    prefix = str(tmp_path / "out" / "pred")
+    records, _ = predict.run_predict(
+        saved["workdir"], [str(saved["images"] / "t_*")], threshold="0.5", output=prefix
+    )
+    assert len(records) == len(TEST_FILES)
+    with open(prefix + ".csv") as f:
+        table = list(csv.reader(f))
+    assert table[0] == ["file", "labels", *CLASSES]
+    with open(prefix + ".jsonl") as f:
+        lines = [json.loads(line) for line in f]
+    for row, record in zip(table[1:], lines, strict=True):
+        probabilities = [record["probabilities"][c] for c in CLASSES]
+        assert row[0] == record["file"]
+        assert (row[1].split(";") if row[1] else []) == record["labels"]
+        assert set(record["labels"]) == {c for c, p in zip(CLASSES, probabilities) if p > 0.5}
+        np.testing.assert_allclose([float(v) for v in row[2:]], probabilities, atol=1e-6)
+    printed = capsys.readouterr().out
+    assert "predicted 5 image(s)" in printed and "t_rgb.png:" in printed
+
+
+def test_threshold_choices_use_the_validation_tuned_values(saved):
+    classifier = evaluate.load_classifier(saved["workdir"])
+    thresholds = saved["report"]["thresholds"]
+    np.testing.assert_array_equal(
+        predict.choose_thresholds(classifier, "per_class"), thresholds["per_class"]
+    )
+    assert set(predict.choose_thresholds(classifier, "global")) == {thresholds["CF1"]}
+    assert set(predict.choose_thresholds(classifier, "configured")) == {0.5}
+    with pytest.raises(ValueError, match="unknown --threshold"):
+        predict.choose_thresholds(classifier, "median")
+
+
+def test_eval_and_diagnose_never_read_the_training_split(saved):
+    """The fixture deleted the train split's records; eval and diagnose still work."""
+    report = evaluate.evaluate_checkpoint(None, saved["workdir"])  # the recorded config
+    with open(os.path.join(saved["workdir"], "eval.json")) as f:
+        written = json.load(f)
+    assert written["step"] == report["step"] == 0
+    assert list(written["per_class"]) == list(CLASSES)
+    assert written["metrics"]["CF1"] == pytest.approx(saved["report"]["metrics"]["CF1"])
+    out = str(saved["root"] / "diagnostics")
+    results = diagnose.run([saved["workdir"]], out, top=2)
+    assert os.path.isfile(os.path.join(out, "cooccurrence.png"))
+    assert next(iter(results.values()))["num_images"] == len(TEST_FILES)
