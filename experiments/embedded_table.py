@@ -60,10 +60,11 @@ def main(argv):
             config.seed = seed
             workdir = os.path.join(_WORKDIR.value, f"{run_tag}_seed{seed}")
             print(f"== {name}, seed {seed}", flush=True)
-            metrics = train.train_and_evaluate(config, workdir)
-            results[name].append({"seed": seed, **metrics})
+            by_phase = train.train_and_evaluate(config, workdir)
+            final = by_phase["adversarial" if config.schedule.adversarial_steps else "bce"]
+            results[name].append({"seed": seed, **final})
             if run_tag == tag:
-                results[phase_one].append({"seed": seed, **bce_phase_eval(workdir)})
+                results[phase_one].append({"seed": seed, **by_phase["bce"]})
     os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
     with open(_OUT.value + ".json", "w") as f:
         json.dump({"config": base.to_dict(), "results": results}, f, indent=1)
@@ -71,13 +72,6 @@ def main(argv):
     with open(_OUT.value + ".md", "w") as f:
         f.write(table + "\n")
     print(table)
-
-
-def bce_phase_eval(workdir: str) -> dict:
-    """The evaluation logged when the run's BCE phase ended."""
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        records = [json.loads(line) for line in f]
-    return [r["eval"] for r in records if "eval" in r and r.get("phase") == "bce"][-1]
 
 
 if __name__ == "__main__":

@@ -22,10 +22,11 @@ TENSORBOARD_DIR = "tensorboard"
 
 
 def scalars(record: dict) -> dict[str, float]:
-    """The TensorBoard scalars of one record: its numbers, named train/... or eval/..."""
+    """The TensorBoard scalars of one record: its numbers, named train/... or eval/...; an
+    event record's own numbers (a run's size at its start, ...) are not a curve."""
     out = {}
     for key, value in record.items():
-        if key == "step":
+        if key == "step" or ("event" in record and not isinstance(value, dict)):
             continue
         value = _plain(value)
         if isinstance(value, dict):

@@ -1,5 +1,6 @@
 """End to end through `python -m jaxgan.main` on the embedded dataset's small build."""
 
+import glob
 import json
 import os
 import signal
@@ -51,9 +52,11 @@ def final_eval(workdir):
 
 
 def table(stdout):
-    """The metrics rows of the last table printed (its title line says which step)."""
+    """The rows of the last metrics table printed (from its header to its thresholds line)."""
     lines = stdout.strip().splitlines()
-    return lines[-4:-1] + lines[-1:]
+    start = max(i for i, line in enumerate(lines) if line.split()[:2] == ["C-P", "C-R"])
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("thresholds from"))
+    return lines[start : end + 1]
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +86,58 @@ def test_training_shows_progress_and_prints_metrics(trained):
 
 def test_eval_mode_restores_and_prints_the_same_metrics(trained, data_dir):
     workdir, stdout = trained
+    os.remove(os.path.join(workdir, "eval.json"))
     code, eval_stdout, stderr = run(command(workdir, data_dir, "--mode=eval"))
     assert code == 0, stderr[-3000:]
     assert "checkpoint at step 28" in eval_stdout
     assert table(eval_stdout) == table(stdout)
+    assert any(line.startswith("val. thr.") for line in table(eval_stdout))
+    with open(os.path.join(workdir, "eval.json")) as f:
+        report = json.load(f)
+    assert report["step"] == 28 and list(report["per_class"]) == [str(d) for d in range(10)]
+    assert report["metrics"]["CF1"] == pytest.approx(final_eval(workdir)["eval"]["CF1"])
+
+
+def test_training_scalars_reach_tensorboard(trained):
+    import tensorflow as tf
+
+    tags = set()
+    for path in glob.glob(os.path.join(trained[0], "tensorboard", "events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(path):
+            tags |= {v.tag for v in tf.compat.v1.Event.FromString(record.numpy()).summary.value}
+    expected = {"train/bce", "train/d_loss", "train/wasserstein", "train/gradient_penalty",
+                "train/steps_per_s", "eval/CF1", "eval/CF1_val_threshold", "eval/mAP"}  # fmt: skip
+    assert expected <= tags
+
+
+def test_predict_on_exported_test_images_names_labels_and_skips_a_corrupt_file(
+    trained, data_dir, tmp_path
+):
+    import tensorflow_datasets as tfds
+    from PIL import Image
+
+    from jaxgan.data.digit_scenes import Builder
+
+    builder = Builder(config="small", data_dir=data_dir)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, example in enumerate(tfds.as_numpy(builder.as_dataset(split="test[:3]"))):
+        Image.fromarray(example["image"]).save(folder / f"test_{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    prefix = str(tmp_path / "out")
+    code, stdout, stderr = run(
+        [sys.executable, "-m", "jaxgan.main", "--mode=predict", f"--workdir={trained[0]}",
+         f"--images={folder}", f"--output={prefix}", "--threshold=per_class"]
+    )  # fmt: skip
+    assert code == 0, stderr[-3000:]
+    skipped = [line for line in stderr.splitlines() if "broken.png" in line]
+    assert len(skipped) == 1 and "not an image" in skipped[0] and "Traceback" not in stderr
+    assert "predicted 3 image(s)" in stdout and "test_0.png:" in stdout
+    with open(prefix + ".jsonl") as f:
+        records = [json.loads(line) for line in f]
+    assert [os.path.basename(r["file"]) for r in records] == [f"test_{i}.png" for i in range(3)]
+    assert set(records[0]["probabilities"]) == {str(d) for d in range(10)}
+    assert os.path.isfile(prefix + ".csv")
 
 
 def test_killed_run_resumes_and_matches_an_uninterrupted_one(trained, data_dir, tmp_path):
@@ -125,8 +176,20 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(trained, data_dir, 
         (["--config.schedule.batch_size=6"], "not divisible by the 4 devices"),
         (["--config.model.name=resnet18"], "was made with model='resnet_small'"),
         (["--config=configs/missing.py"], "config file 'configs/missing.py' not found"),
+        (["--config.schedule.keep_checkpoints=0"], "keep_checkpoints must be >= 1"),
+        (["--config.schedule.bce_steps=3"], "cannot resume the run in"),
+        (["--mode=eval", "--checkpoint_step=5"], "no checkpoint at step 5"),
     ],
-    ids=["unknown-field", "zero-batch", "indivisible-batch", "other-model", "missing-config"],
+    ids=[
+        "unknown-field",
+        "zero-batch",
+        "indivisible-batch",
+        "other-model",
+        "missing-config",
+        "keep-zero",
+        "other-schedule",
+        "missing-step",
+    ],  # fmt: skip
 )
 def test_bad_input_stops_with_one_clear_line(trained, data_dir, extra, message):
     code, stdout, stderr = run(command(trained[0], data_dir, *extra))
@@ -134,3 +197,12 @@ def test_bad_input_stops_with_one_clear_line(trained, data_dir, extra, message):
     last = stderr.strip().splitlines()[-1]
     assert message in last and last.startswith("error: ")
     assert "Traceback" not in stderr
+
+
+def test_a_workdir_blocked_by_a_file_is_one_line_before_anything_runs(data_dir, tmp_path):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file where the workdir should go")
+    code, _, stderr = run(command(str(blocker / "run"), data_dir))
+    assert code != 0 and "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "a file blocks the path" in last

@@ -6,9 +6,11 @@ import csv
 import glob
 import json
 import os
+import runpy
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
@@ -16,7 +18,8 @@ from jaxgan import diagnose, evaluate, predict, train
 from jaxgan.data import input_pipeline
 from jaxgan.data.datasets import get_source
 
-import configs.custom as custom_config  # noqa: I001
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+get_custom_config = runpy.run_path(os.path.join(ROOT, "configs", "custom.py"))["get_config"]
 
 CLASSES = ("beach", "dog", "sky")
 TEST_FILES = ("t_rgb.png", "t_rgb.jpg", "t_gray.png", "t_gray.jpg", "t_big.jpg")
@@ -31,7 +34,7 @@ def write(path, rng, mode="RGB", size=(20, 24)):
 
 
 def make_config(image_dir, labels, data_dir):
-    config = custom_config.get_config("cpu")
+    config = get_custom_config("cpu")
     config.model.name = "resnet_small"
     config.model.width = 4
     config.data.image_size = 16
@@ -89,7 +92,7 @@ def saved(tmp_path_factory):
     assert train_files
     for path in train_files:  # from here on, reading the training split fails
         os.remove(path)
-    with pytest.raises(Exception):
+    with pytest.raises(tf.errors.OpError):
         next(input_pipeline.train_batches(source, config.data, 4, 0))
     return {"workdir": workdir, "images": images, "config": config, "order": order,
             "report": report, "root": root}  # fmt: skip
@@ -142,7 +145,9 @@ def test_run_predict_writes_label_names_as_csv_and_jsonl(saved, tmp_path, capsys
         probabilities = [record["probabilities"][c] for c in CLASSES]
         assert row[0] == record["file"]
         assert (row[1].split(";") if row[1] else []) == record["labels"]
-        assert set(record["labels"]) == {c for c, p in zip(CLASSES, probabilities) if p > 0.5}
+        assert set(record["labels"]) == {
+            c for c, p in zip(CLASSES, probabilities, strict=True) if p > 0.5
+        }
         np.testing.assert_allclose([float(v) for v in row[2:]], probabilities, atol=1e-6)
     printed = capsys.readouterr().out
     assert "predicted 5 image(s)" in printed and "t_rgb.png:" in printed
