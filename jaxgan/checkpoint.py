@@ -189,9 +189,10 @@ class Checkpointer:
                 ),
             ]
         )
+        # A reader's manager never saves, so it never deletes; Orbax's own read_only mode
+        # would only add warnings.
         options = ocp.CheckpointManagerOptions(
             create=not read_only,
-            read_only=read_only,
             preservation_policy=None if read_only else policy,
             best_fn=lambda m: _orbax_metric(m.get(BEST_METRIC)),
             best_mode="max",
@@ -444,8 +445,10 @@ class Checkpointer:
 
     def _move_aside(self, step: int) -> str:
         aside = os.path.join(self.workdir, DAMAGED_DIR)
-        os.makedirs(aside, exist_ok=True)
         where = os.path.join(aside, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if jax.process_index() != 0:  # one process moves; the others only skip it
+            return where
+        os.makedirs(aside, exist_ok=True)
         while os.path.exists(where):
             where += "_"
         shutil.move(os.path.join(self.directory, str(step)), where)
