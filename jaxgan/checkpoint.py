@@ -9,8 +9,8 @@ chosen on the validation split. It also records the fields whose change makes th
 unusable (another model or label set) or a resume wrong (another schedule, critic or
 optimiser), so that neither happens silently.
 
-Damage is survived, never hidden: a step folder without Orbax's completion marker (a crash
-mid-save) is ignored; a newest checkpoint that fails to restore is reported in one line and
+Damage is survived, never hidden: a step folder with no saved state in it (a crash mid-save)
+is ignored; a newest checkpoint that fails to restore is reported in one line and
 the previous one is used, the damaged folder moved aside under `<workdir>/damaged_checkpoints`
 (or, for a reader that must not write, named in the message). Besides the newest
 `keep_checkpoints`, the checkpoint with the best validation C-F1 is kept.
@@ -209,10 +209,17 @@ class Checkpointer:
     # -- which steps exist ------------------------------------------------------------------
 
     def _is_complete(self, step: int) -> bool:
-        return os.path.isfile(os.path.join(self.directory, str(step), COMPLETION_MARKER))
+        """A folder with the state's arrays in it. Orbax writes its marker file after the
+        folder appears, so a kill can leave a good checkpoint without it; whether such a
+        folder really restores is found out by restoring it (see `restore_tree`)."""
+        folder = os.path.join(self.directory, str(step))
+        state = os.path.join(folder, "state")
+        return os.path.isfile(os.path.join(folder, COMPLETION_MARKER)) or (
+            os.path.isdir(state) and bool(os.listdir(state))
+        )
 
     def _move_aside_incomplete(self) -> None:
-        """Step folders a crash left without Orbax's completion marker go aside, reported,
+        """Step folders a crash left with no saved state in them go aside, reported,
         so that Orbax never takes them for the newest checkpoint."""
         if not os.path.isdir(self.directory):
             return
