@@ -163,6 +163,11 @@ def test_threshold_choices_use_the_validation_tuned_values(saved):
     assert set(predict.choose_thresholds(classifier, "configured")) == {0.5}
     with pytest.raises(ValueError, match="unknown --threshold"):
         predict.choose_thresholds(classifier, "median")
+    # Distinct recorded values, so that each choice is told apart.
+    classifier.saved["thresholds"] = {"CF1": 0.4, "OF1": 0.3, "per_class": [0.2, 0.6, 0.7]}
+    assert predict.choose_thresholds(classifier, "per_class").tolist() == [0.2, 0.6, 0.7]
+    assert predict.choose_thresholds(classifier, "global").tolist() == [0.4] * 3
+    assert predict.choose_thresholds(classifier, "0.25").tolist() == [0.25] * 3
 
 
 def test_eval_and_diagnose_never_read_the_training_split(saved):
