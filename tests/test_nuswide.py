@@ -5,9 +5,10 @@ import os
 import ml_collections
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from PIL import Image
 
-from jaxgan.data import datasets, image_files, nuswide
+from jaxgan.data import datasets, image_files, input_pipeline, nuswide
 from jaxgan.data.nuswide import nuswide_dataset_builder as nb
 
 N_TRAIN, N_TEST = 14, 10
@@ -75,11 +76,13 @@ def data_config(tmp_path, manual_dir, scheme):
 
 
 def read(source, split):
+    """file -> labels, each image decoded as the input pipeline decodes it."""
     out = {}
-    for example in source.builder.as_dataset(split=split, shuffle_files=False):
-        decoded = source.decode(example)
-        assert decoded["image"].shape[-1] == 3 and decoded["image"].dtype == np.uint8
-        out[example["file"].numpy().decode()] = decoded["labels"].numpy()
+    decoders = {"image": tfds.decode.SkipDecoding()}
+    for example in source.builder.as_dataset(split=split, shuffle_files=False, decoders=decoders):
+        image = input_pipeline.decode_image(example["image"])
+        assert image.shape[-1] == 3 and image.dtype == np.uint8
+        out[example["file"].numpy().decode()] = source.labels(example).numpy()
     return out
 
 
@@ -144,7 +147,7 @@ def test_missing_layout_files_are_named(tmp_path):
 
 
 def test_manual_download_instructions_name_the_release_files():
-    text = nb.NusWide.MANUAL_DOWNLOAD_INSTRUCTIONS
+    text = nb.Builder.MANUAL_DOWNLOAD_INSTRUCTIONS
     for name in ("Imagelist.txt", "TrainImagelist.txt", "TestImagelist.txt", "Concepts81.txt",
                  "Labels_<concept>_Train.txt", "Flickr/"):  # fmt: skip
         assert name in text
