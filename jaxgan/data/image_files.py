@@ -29,6 +29,7 @@ import dataclasses
 import io
 import math
 import os
+import re
 import stat
 import threading
 import warnings
@@ -211,6 +212,12 @@ def encode_for_storage(data: bytes) -> bytes:
             return buffer.getvalue()
     except BadImage:
         raise
+    except Image.DecompressionBombError as e:  # PIL's own check, at twice its warning size
+        claimed = re.search(r"\((\d+) pixels\)", str(e))
+        raise BadImage(
+            f"too many pixels: {claimed.group(1) if claimed else 'over ' + str(MAX_PIXELS)}, "
+            f"the limit is {MAX_PIXELS:,} (a decompression bomb?)"
+        ) from None
     except Image.UnidentifiedImageError:
         raise BadImage(
             f"unreadable: not an image in a known format ({', '.join(FORMATS)})"
