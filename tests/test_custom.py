@@ -317,18 +317,22 @@ def test_special_files_in_the_folder_are_skipped_without_hanging(tmp_path):
         assert listed in report
 
 
-@pytest.mark.parametrize("spelling", ["./a.jpg", "sub0/../a.jpg", "alias.jpg", "hard.jpg", "a.jpg"])
-def test_one_file_under_two_spellings_is_a_duplicate(tmp_path, spelling):
+@pytest.mark.parametrize(
+    "first, second",
+    [("a.jpg", s) for s in ("./a.jpg", "sub0/../a.jpg", "alias.jpg", "hard.jpg", "a.jpg")]
+    + [("gone.jpg", "./sub0/../gone.jpg")],  # a missing file too (it would be skipped twice)
+)
+def test_one_file_under_two_spellings_is_a_duplicate(tmp_path, first, second):
     image_dir = tmp_path / "photos"
     names = good_folder(image_dir)
     write_image(str(image_dir / "a.jpg"), "rgb", np.random.default_rng(1))
     os.symlink("a.jpg", image_dir / "alias.jpg")
     os.link(image_dir / "a.jpg", image_dir / "hard.jpg")
-    labels = write_rows(tmp_path / "labels.csv", [*names, "a.jpg", spelling])
+    labels = write_rows(tmp_path / "labels.csv", [*names, first, second])
     with pytest.raises(labels_file.LabelsFileError) as error:
         custom.make_source(config(tmp_path, image_dir, labels))
-    assert f"'a.jpg' (line 8) and '{spelling}' (line 9)" in str(error.value) or (
-        spelling == "a.jpg" and "listed twice (lines 8 and 9)" in str(error.value)
+    assert f"'{first}' (line 8) and '{second}' (line 9)" in str(error.value) or (
+        first == second and "listed twice (lines 8 and 9)" in str(error.value)
     )
 
 

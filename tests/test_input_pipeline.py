@@ -106,6 +106,7 @@ def test_unknown_dataset_is_a_clear_error(data_config):
 
 
 def test_every_dataset_is_a_package_of_the_same_shape():
+    names = set()
     for name, module_name in datasets.SOURCES.items():
         package = importlib.import_module(module_name)
         folder = os.path.dirname(package.__file__)
@@ -117,8 +118,11 @@ def test_every_dataset_is_a_package_of_the_same_shape():
             builder = importlib.import_module(f"{module_name}.{leaf}_dataset_builder").Builder
             assert package.Builder is builder, name
             assert issubclass(builder, tfds.core.GeneratorBasedBuilder), name
+            names.add(builder.name)
         else:
             assert name == "coco"  # TFDS's own coco/2014
+    # The names their builds are stored under: renaming one would orphan every built copy.
+    assert names == {"digit_scenes", "nus_wide", "custom_multilabel"}
     for name in ("coco", "nuswide"):  # built once by hand: python -m jaxgan.data.<name>
         main = importlib.import_module(f"jaxgan.data.{name}.__main__")
         with pytest.raises(SystemExit) as exit_info:
