@@ -16,6 +16,9 @@ def get_config(variant: str = "resnet50"):
     config = get_base_config()
     config.data.name = "custom"
     config.data.image_dir = ""  # folder of images; labels_file names are relative to it
+    # Labels-file names must resolve inside image_dir (links and ".." followed); true lets them
+    # point anywhere this process can read. Only for a labels file you wrote yourself.
+    config.data.allow_outside_paths = False
     config.data.labels_file = ""  # CSV (filename + one 0/1 column per class) or JSON lines
     config.data.split_seed = 0  # draws the splits the labels file does not give
     config.data.validation_fraction = 0.1  # of images without a split, when none say validation

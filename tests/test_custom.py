@@ -9,9 +9,11 @@ import os
 import ml_collections
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
+from hostile_files import call_with_deadline, make_fifo
 from PIL import Image
 
-from jaxgan.data import custom, datasets, image_files
+from jaxgan.data import custom, datasets, image_files, input_pipeline
 from jaxgan.data.custom import labels_file
 
 CLASSES = ("cat", "dog", "sky")
@@ -87,13 +89,17 @@ def config(tmp_path, image_dir, labels, **overrides):
 
 
 def read_split(source, role):
-    ds = source.builder.as_dataset(split=source.splits[role], shuffle_files=False)
+    """file -> (image, labels), the image decoded as the input pipeline decodes it."""
+    ds = source.builder.as_dataset(
+        split=source.splits[role],
+        shuffle_files=False,
+        decoders={"image": tfds.decode.SkipDecoding()},
+    )
     out = {}
     for example in ds:
-        decoded = source.decode(example)
         out[example["file"].numpy().decode()] = (
-            decoded["image"].numpy(),
-            decoded["labels"].numpy(),
+            input_pipeline.decode_image(example["image"]).numpy(),
+            source.labels(example).numpy(),
         )
     return out
 
@@ -209,7 +215,7 @@ def test_an_empty_split_is_named(tmp_path):
     image_dir = tmp_path / "photos"
     rows, _ = make_folder(str(image_dir), n_good=6)
     write_csv(image_dir / "labels.csv", rows[:6])
-    with pytest.raises(ValueError, match="test split .* raise data.test_fraction"):
+    with pytest.raises(ValueError, match="test split .* data.test_fraction=0 draws none .* raise"):
         custom.make_source(config(tmp_path, image_dir, image_dir / "labels.csv", test_fraction=0.0))
     bad = [row for row in rows if row[0] in ("missing.jpg", "corrupt.jpg")]
     splits = ["train"] * 5 + ["validation"] + ["test"] * 2  # test: only bad files
@@ -228,3 +234,190 @@ def test_configs_custom_points_at_this_builder():
     assert {"image_dir", "labels_file", "split_seed"} <= set(c.data.keys())
     cpu = module.get_config("cpu")
     assert cpu.model.name == "resnet18" and cpu.data.image_size < c.data.image_size
+
+
+# --- Hostile labels files (every case refused or skipped with a reason, never a hang). ---
+
+
+def write_rows(path, names, splits=None):
+    """A CSV labelling every file with all three classes."""
+    write_csv(path, [(name, [1, 1, 1]) for name in names], splits=splits)
+    return path
+
+
+def good_folder(root, n=6):
+    rows, _ = make_folder(str(root), n_good=n)
+    return [name for name, _ in rows[:n]]
+
+
+def test_names_outside_the_folder_are_refused_alike_whether_or_not_they_exist(tmp_path):
+    image_dir, outside = tmp_path / "photos", tmp_path / "private"
+    names = good_folder(image_dir)
+    outside.mkdir()
+    write_image(str(outside / "real.jpg"), "rgb", np.random.default_rng(1))
+    os.symlink(outside / "real.jpg", image_dir / "link.jpg")
+    os.symlink(outside / "gone.jpg", image_dir / "dangling.jpg")
+    messages = {}
+    for case, name in {
+        "parent, exists": "../private/real.jpg",
+        "parent, absent": "../private/gone.jpg",
+        "absolute, exists": str(outside / "real.jpg"),
+        "absolute, absent": str(outside / "gone.jpg"),
+        "device": "/dev/zero",
+        "link, exists": "link.jpg",
+        "link, absent": "dangling.jpg",
+        "sneaky, exists": "sub0/../../private/real.jpg",
+    }.items():
+        labels = write_rows(tmp_path / "labels.csv", [*names, name])
+        with pytest.raises(labels_file.LabelsFileError) as error:
+            custom.make_source(config(tmp_path, image_dir, labels))
+        message = str(error.value)
+        assert "outside data.image_dir" in message and "allow_outside_paths" in message
+        assert "\n" not in message
+        messages[case] = message.replace(repr(name), "NAME")
+    for kind in ("parent", "absolute", "link"):  # nothing tells whether the file exists
+        assert messages[f"{kind}, exists"] == messages[f"{kind}, absent"]
+    assert not os.path.exists(tmp_path / "tfds")  # refused before any build
+
+
+def test_allow_outside_paths_reads_them_but_never_a_device(tmp_path):
+    image_dir, outside = tmp_path / "photos", tmp_path / "elsewhere"
+    names = good_folder(image_dir, n=9)
+    write_image(str(outside / "real.jpg"), "rgb", np.random.default_rng(1))
+    labels = write_rows(tmp_path / "labels.csv", [*names, str(outside / "real.jpg"), "/dev/zero"])
+    source = call_with_deadline(
+        lambda: custom.make_source(
+            config(tmp_path, image_dir, labels, allow_outside_paths=True, test_fraction=0.1)
+        ),
+        120,
+    )
+    files = set().union(*(read_split(source, r) for r in ("train", "validation", "test")))
+    assert files == {*names, str(outside / "real.jpg")}
+    assert "/dev/zero (not a regular file: a character device)" in image_files.build_report(
+        source.builder
+    )
+
+
+def test_special_files_in_the_folder_are_skipped_without_hanging(tmp_path):
+    image_dir = tmp_path / "photos"
+    names = good_folder(image_dir)
+    fifo = make_fifo(image_dir / "pipe.jpg")
+    os.mkdir(image_dir / "folder.jpg")
+    with open(image_dir / "huge.jpg", "wb") as f:  # sparse: stat says 64 MiB + 1 byte
+        f.truncate(image_files.MAX_FILE_BYTES + 1)
+    labels = write_rows(tmp_path / "labels.csv", [*names, "pipe.jpg", "folder.jpg", "huge.jpg"])
+    source = call_with_deadline(
+        lambda: custom.make_source(config(tmp_path, image_dir, labels)), 120, fifos=[fifo]
+    )
+    report = image_files.build_report(source.builder)
+    assert "skipped 3 of 9 images" in report
+    for listed in ("pipe.jpg (not a regular file: a named pipe)",
+                   "folder.jpg (not a regular file: a directory)",
+                   "huge.jpg (too large: 64.0 MiB, the limit is 64.0 MiB)"):  # fmt: skip
+        assert listed in report
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [("a.jpg", s) for s in ("./a.jpg", "sub0/../a.jpg", "alias.jpg", "hard.jpg", "a.jpg")]
+    + [("gone.jpg", "./sub0/../gone.jpg")],  # a missing file too (it would be skipped twice)
+)
+def test_one_file_under_two_spellings_is_a_duplicate(tmp_path, first, second):
+    image_dir = tmp_path / "photos"
+    names = good_folder(image_dir)
+    write_image(str(image_dir / "a.jpg"), "rgb", np.random.default_rng(1))
+    os.symlink("a.jpg", image_dir / "alias.jpg")
+    os.link(image_dir / "a.jpg", image_dir / "hard.jpg")
+    labels = write_rows(tmp_path / "labels.csv", [*names, first, second])
+    with pytest.raises(labels_file.LabelsFileError) as error:
+        custom.make_source(config(tmp_path, image_dir, labels))
+    assert f"'{first}' (line 8) and '{second}' (line 9)" in str(error.value) or (
+        first == second and "listed twice (lines 8 and 9)" in str(error.value)
+    )
+
+
+@pytest.mark.parametrize(
+    "classes", ['"catdog"', '["cat", "cat"]', '["cat", 1]', "[]", '["cat", ""]', '{"a": 1}']
+)
+def test_jsonl_classes_must_be_a_list_of_distinct_names(tmp_path, classes):
+    path = tmp_path / "labels.jsonl"
+    lines = ['{"classes": ' + classes + "}"] + [
+        json.dumps({"file": f"{i}.jpg", "labels": [c]}) for i, c in enumerate("catdog")
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(labels_file.LabelsFileError, match='line 1: "classes" must be a list'):
+        labels_file.read_labels_file(str(path))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"filename,cat\n" + b"a" * 200_000 + b".jpg,1\n", r"line 2: not CSV \(field larger"),
+        (b"filename,cat\n\xff\xfe.jpg,1\n", "is not UTF-8 text"),
+        (
+            b'{"file": "a.jpg", "labels": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+            "line 1: not JSON",
+        ),
+    ],
+)
+def test_malformed_labels_files_get_one_line(tmp_path, content, message):
+    path = tmp_path / ("labels.jsonl" if content.startswith(b"{") else "labels.csv")
+    path.write_bytes(content)
+    with pytest.raises(labels_file.LabelsFileError, match=message):
+        labels_file.read_labels_file(str(path))
+
+
+def test_a_labels_file_that_is_a_pipe_is_refused_without_hanging(tmp_path):
+    image_dir = tmp_path / "photos"
+    image_dir.mkdir()
+    fifo = make_fifo(tmp_path / "labels.csv")
+    with pytest.raises(labels_file.LabelsFileError, match="not a regular file: a named pipe"):
+        call_with_deadline(
+            lambda: custom.make_source(config(tmp_path, image_dir, fifo)), 30, fifos=[fifo]
+        )
+
+
+@pytest.mark.parametrize(
+    "validation, test, message",
+    [
+        (0.5, 0.5, r"validation_fraction \+ data.test_fraction is 1, which leaves no image"),
+        (0.7, 0.6, r"is 1.3, which leaves no image for train; keep their sum below 1"),
+        (1.0, 0.0, r"data.validation_fraction is 1.0; set it to a number in \[0, 1\)"),
+        (0.1, -0.1, r"data.test_fraction is -0.1"),
+        (float("nan"), 0.1, r"data.validation_fraction is nan"),
+    ],
+)
+def test_fractions_are_checked_before_anything_is_read(tmp_path, validation, test, message):
+    c = config(tmp_path, tmp_path / "nope", tmp_path / "nope.csv")  # neither exists
+    c.update({"validation_fraction": validation, "test_fraction": test})
+    with pytest.raises(ValueError, match=message) as error:
+        custom.make_source(c)
+    assert "add rows" not in str(error.value)
+
+
+def test_empty_splits_get_advice_that_works(tmp_path):
+    image_dir = tmp_path / "photos"
+    names = good_folder(image_dir)
+
+    def refusal(splits, **overrides):
+        labels = write_rows(tmp_path / "labels.csv", names, splits=splits)
+        with pytest.raises(ValueError) as error:
+            custom.make_source(config(tmp_path, image_dir, labels, **overrides))
+        return str(error.value)
+
+    # A split column that says "train" on every row: no fraction can draw from it.
+    message = refusal(["train"] * 6)
+    assert "validation split" in message and "raise" not in message
+    assert "every row has a split and none says 'validation'" in message
+    # The fractions draw all the images without a split: lower them (not "add rows").
+    message = refusal(["test", "", "", "", "", ""], validation_fraction=0.95, test_fraction=0.0)
+    assert "the train split" in message and "lower them" in message
+    # Too small a fraction for this few images: raise it (and by how much).
+    message = refusal(None, test_fraction=0.05)
+    assert "data.test_fraction=0.05 draws none of the 6" in message and "at least 0.17" in message
+    # The rows marked for a split have no label.
+    labels = tmp_path / "labels.csv"
+    write_csv(labels, [(n, [1, 1, 1]) for n in names] + [("unlabeled.jpg", [0, 0, 0])],
+              splits=["train"] * 5 + ["validation", "test"])  # fmt: skip
+    with pytest.raises(ValueError, match="test split .* no positive label; label them, or set"):
+        custom.make_source(config(tmp_path, image_dir, labels))

@@ -1,10 +1,16 @@
 """The tf.data pipeline on the embedded dataset's small build."""
 
+import ast
+import importlib
+import os
+
 import ml_collections
 import numpy as np
 import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
 
-from jaxgan.data import input_pipeline
+from jaxgan.data import datasets, input_pipeline
 from jaxgan.data.datasets import get_source
 
 BATCH = 16
@@ -97,3 +103,58 @@ def test_unknown_dataset_is_a_clear_error(data_config):
     bad = ml_collections.ConfigDict({**data_config.to_dict(), "name": "imagenet"})
     with pytest.raises(ValueError, match="unknown data.name 'imagenet'"):
         get_source(bad)
+
+
+def test_every_dataset_is_a_package_of_the_same_shape():
+    names = set()
+    for name, module_name in datasets.SOURCES.items():
+        package = importlib.import_module(module_name)
+        folder = os.path.dirname(package.__file__)
+        assert os.path.basename(package.__file__) == "__init__.py", name  # a package
+        assert callable(package.make_source), name
+        assert not hasattr(package, "decode"), name  # images are the pipeline's to decode
+        leaf = module_name.rsplit(".", 1)[1]
+        if os.path.exists(os.path.join(folder, f"{leaf}_dataset_builder.py")):
+            builder = importlib.import_module(f"{module_name}.{leaf}_dataset_builder").Builder
+            assert package.Builder is builder, name
+            assert issubclass(builder, tfds.core.GeneratorBasedBuilder), name
+            names.add(builder.name)
+        else:
+            assert name == "coco"  # TFDS's own coco/2014
+    # The names their builds are stored under: renaming one would orphan every built copy.
+    assert names == {"digit_scenes", "nus_wide", "custom_multilabel"}
+    for name in ("coco", "nuswide"):  # built once by hand: python -m jaxgan.data.<name>
+        main = importlib.import_module(f"jaxgan.data.{name}.__main__")
+        with pytest.raises(SystemExit) as exit_info:
+            main.main(["--help"])
+        assert exit_info.value.code == 0
+
+
+def test_only_the_pipeline_decodes_images():
+    """One owner: no other module under jaxgan/data calls an image decoder."""
+    decoders = {"decode_image", "decode_jpeg", "decode_png", "decode_example", "decode_raw"}
+    callers = set()
+    root = os.path.dirname(input_pipeline.__file__)
+    for folder, _, files in os.walk(root):
+        for file in (f for f in files if f.endswith(".py")):
+            with open(os.path.join(folder, file)) as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in decoders:
+                    callers.add((file, ast.unparse(node.func)))
+    assert callers == {
+        ("input_pipeline.py", "tf.io.decode_image"),
+        ("image_input.py", "input_pipeline.decode_image"),  # prediction reuses the pipeline's
+    }
+
+
+def test_decode_image_reads_jpeg_png_and_grey_as_three_channels():
+    ramp = np.add.outer(np.arange(16), np.arange(24)).astype(np.uint8) * 5
+    rgb = np.dstack([ramp, 255 - ramp, ramp // 2])
+    grey = ramp[..., None]
+    png = input_pipeline.decode_image(tf.io.encode_png(rgb)).numpy()
+    np.testing.assert_array_equal(png, rgb)
+    grey3 = input_pipeline.decode_image(tf.io.encode_png(grey)).numpy()
+    np.testing.assert_array_equal(grey3, np.repeat(grey, 3, axis=-1))
+    jpeg = input_pipeline.decode_image(tf.io.encode_jpeg(rgb, quality=100)).numpy()
+    assert jpeg.shape == (16, 24, 3) and np.abs(jpeg.astype(int) - rgb).mean() < 3

@@ -5,9 +5,11 @@ import os
 import ml_collections
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
+from hostile_files import call_with_deadline, make_fifo
 from PIL import Image
 
-from jaxgan.data import datasets, image_files, nuswide
+from jaxgan.data import datasets, image_files, input_pipeline, nuswide
 from jaxgan.data.nuswide import nuswide_dataset_builder as nb
 
 N_TRAIN, N_TEST = 14, 10
@@ -75,11 +77,13 @@ def data_config(tmp_path, manual_dir, scheme):
 
 
 def read(source, split):
+    """file -> labels, each image decoded as the input pipeline decodes it."""
     out = {}
-    for example in source.builder.as_dataset(split=split, shuffle_files=False):
-        decoded = source.decode(example)
-        assert decoded["image"].shape[-1] == 3 and decoded["image"].dtype == np.uint8
-        out[example["file"].numpy().decode()] = decoded["labels"].numpy()
+    decoders = {"image": tfds.decode.SkipDecoding()}
+    for example in source.builder.as_dataset(split=split, shuffle_files=False, decoders=decoders):
+        image = input_pipeline.decode_image(example["image"])
+        assert image.shape[-1] == 3 and image.dtype == np.uint8
+        out[example["file"].numpy().decode()] = source.labels(example).numpy()
     return out
 
 
@@ -144,7 +148,58 @@ def test_missing_layout_files_are_named(tmp_path):
 
 
 def test_manual_download_instructions_name_the_release_files():
-    text = nb.NusWide.MANUAL_DOWNLOAD_INSTRUCTIONS
+    text = nb.Builder.MANUAL_DOWNLOAD_INSTRUCTIONS
     for name in ("Imagelist.txt", "TrainImagelist.txt", "TestImagelist.txt", "Concepts81.txt",
                  "Labels_<concept>_Train.txt", "Flickr/"):  # fmt: skip
         assert name in text
+
+
+def test_list_entries_that_could_leave_the_image_folder_are_refused(tmp_path):
+    make_release(str(tmp_path), np.random.default_rng(1))
+    list_file = tmp_path / "ImageList/TrainImagelist.txt"
+    lines = list_file.read_text().splitlines()
+    for bad in ("..\\secret.jpg", "actor\\..", "C:\\x\\..\\..", "actor\\", "C:secret.jpg"):
+        list_file.write_text("\n".join([*lines[:3], bad, *lines[4:]]) + "\n")
+        with pytest.raises(ValueError, match=r"TrainImagelist.txt, line 4: .* is not a <sub"):
+            nb.read_split_lists(str(tmp_path))
+    assert (
+        nb.image_file("C:\\ImageData\\Flickr\\actor\\0001_2.jpg", "") == "Flickr/actor/0001_2.jpg"
+    )
+
+
+def test_layout_files_are_read_only_if_regular_and_bounded(tmp_path):
+    make_release(str(tmp_path), np.random.default_rng(1))
+    concepts = tmp_path / "Concepts81.txt"
+    concepts.unlink()
+    os.mkfifo(concepts)  # isfile() is False for a pipe: then it is simply absent
+    labels = tmp_path / "Groundtruth/TrainTestLabels/Labels_cat_Train.txt"
+    with open(labels, "ab") as f:  # sparse, over the cap
+        f.truncate(image_files.MAX_FILE_BYTES + 1)
+    with pytest.raises(ValueError, match=r"Labels_cat_Train.txt: too large"):
+        call_with_deadline(lambda: nb.read_split_lists(str(tmp_path)), 30, fifos=[str(concepts)])
+    labels.write_text("0\n" * (N_TRAIN - 1) + "2\n")
+    with pytest.raises(ValueError, match=r"Labels_cat_Train.txt: expected 14 lines of 0/1"):
+        nb.read_split_lists(str(tmp_path))
+
+
+def test_images_are_read_only_inside_the_release_and_never_from_a_pipe(tmp_path):
+    root = tmp_path / "NUS-WIDE"
+    written = make_release(str(root), np.random.default_rng(2))
+    files, labels = written["train"]
+    labelled = [f for f, row in zip(files, labels, strict=True) if row.any()]
+    linked, piped = labelled[0], labelled[3]  # replace two images: a link out, a pipe
+    outside = tmp_path / "private.jpg"
+    os.replace(root / linked, outside)
+    os.symlink(outside, root / linked)
+    os.unlink(root / piped)
+    fifo = make_fifo(root / piped)
+    source = call_with_deadline(
+        lambda: datasets.get_source(data_config(tmp_path, str(root), "official")),
+        120,
+        fifos=[fifo],
+    )
+    got = read(source, "train")
+    assert linked not in got and piped not in got
+    report = image_files.build_report(source.builder)
+    assert f"{linked} (outside Flickr)" in report
+    assert f"{piped} (not a regular file: a named pipe)" in report

@@ -1,7 +1,14 @@
 """The dataset registry: a config's `data.name` to a `Source` that TFDS can read.
 
-Each dataset module exposes `make_source(data_config) -> Source`. The input pipeline only ever
-sees a `Source`, so adding a dataset means adding one module and one line to `SOURCES`.
+Every dataset has the same layout, a package `jaxgan/data/<name>/`:
+
+- `__init__.py`: `make_source(data_config) -> Source` (and the dataset's class names);
+- `<name>_dataset_builder.py`: its TFDS builder, a class named `Builder`, where we build the
+  dataset ourselves (COCO is TFDS's own `coco/2014`);
+- `__main__.py`, where the dataset is built once by hand: `python -m jaxgan.data.<name>`.
+
+The input pipeline only ever sees a `Source`, so adding a dataset means adding one package and
+one line to `SOURCES`.
 """
 
 import dataclasses
@@ -12,7 +19,7 @@ import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-# data.name -> module with `make_source(data_config) -> Source`.
+# data.name -> package with `make_source(data_config) -> Source`.
 SOURCES = {
     "digit_scenes": "jaxgan.data.digit_scenes",
     "coco": "jaxgan.data.coco",
@@ -27,12 +34,14 @@ SPLIT_ROLES = ("train", "validation", "test")
 class Source:
     """How to read one multi-label dataset.
 
-    builder: a prepared TFDS builder (`as_dataset` works on it).
+    builder: a prepared TFDS builder (`as_dataset` works on it) whose "image" feature holds
+      encoded images; the input pipeline reads them undecoded and decodes them itself
+      (`input_pipeline.decode_image`), so a dataset never decodes images.
     splits: role ("train", "validation", "test") -> TFDS split string (slices allowed,
       e.g. "train[:95%]"). "validation" chooses thresholds and hyper-parameters; "test" is
       where results are reported (COCO reports on its validation split, as the paper does).
     class_names: one name per label, in label-vector order.
-    decode: TFDS example -> {"image": uint8 [H, W, 3], "labels": float32 [L]} (graph mode).
+    labels: TFDS example -> float32 [L] multi-hot label vector (graph mode).
     keep: optional TFDS example -> bool predicate (graph mode); examples it rejects are
       dropped before anything else (e.g. COCO images without objects).
     """
@@ -40,7 +49,7 @@ class Source:
     builder: tfds.core.DatasetBuilder
     splits: Mapping[str, str]
     class_names: tuple[str, ...]
-    decode: Callable[[dict], dict]
+    labels: Callable[[dict], tf.Tensor]
     keep: Callable[[dict], object] | None = None
 
     @property
@@ -61,13 +70,9 @@ def split_roles(data_config, test: str) -> dict[str, str]:
     }
 
 
-def decode_image_and_labels(example: dict) -> dict:
-    """The usual `Source.decode`: the example's image (decoded to 3 channels if still encoded)
-    and its multi-hot `labels` as float32."""
-    image = example["image"]
-    if image.dtype == tf.string:
-        image = tf.io.decode_image(image, channels=3, expand_animations=False)
-    return {"image": image, "labels": tf.cast(example["labels"], tf.float32)}
+def stored_labels(example: dict) -> tf.Tensor:
+    """The usual `Source.labels`: the example's stored multi-hot `labels`, as float32."""
+    return tf.cast(example["labels"], tf.float32)
 
 
 def get_source(data_config: ml_collections.ConfigDict) -> Source:

@@ -4,8 +4,8 @@ Training data is an endless sequence of epochs. Each epoch reads this process's 
 split in an order fixed by (seed, epoch), and every example's augmentation draws from a seed
 fixed by (seed, epoch, position). The stream is therefore a pure function of the seed, and
 resuming after `n` batches rebuilds it at that point, skipping undecoded records only.
-Images are decoded in our own parallel map (TFDS is told to skip decoding) under a private
-thread pool.
+Images are decoded here and nowhere else (`decode_image`; TFDS is told to skip decoding, and a
+`Source` only supplies labels), in our own parallel map under a private thread pool.
 """
 
 import itertools
@@ -23,12 +23,22 @@ from jaxgan.data.datasets import Source
 tf.config.set_visible_devices([], "GPU")
 
 
+def decode_image(encoded: tf.Tensor) -> tf.Tensor:
+    """Encoded JPEG or PNG bytes (a scalar string tensor) -> uint8 [H, W, 3].
+
+    The one image decoder of training, evaluation and prediction (`jaxgan.data.image_input`).
+    Builders store only JPEG and PNG (`image_files.read_image`); grey becomes three channels.
+    """
+    image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
 def _read(source: Source, role: str, *, shuffle_seed: int | None, drop_remainder: bool):
     """This process's shard of a split, images left encoded."""
     split = tfds.even_splits(
         source.splits[role], n=jax.process_count(), drop_remainder=drop_remainder
     )[jax.process_index()]
-    image_feature = source.builder.info.features["image"]
     ds = source.builder.as_dataset(
         split=split,
         shuffle_files=shuffle_seed is not None,
@@ -37,9 +47,7 @@ def _read(source: Source, role: str, *, shuffle_seed: int | None, drop_remainder
     )
 
     def decode(example):
-        example = dict(example)
-        example["image"] = image_feature.decode_example(example["image"])
-        return source.decode(example)
+        return {"image": decode_image(example["image"]), "labels": source.labels(example)}
 
     if source.keep is not None:
         ds = ds.filter(source.keep)

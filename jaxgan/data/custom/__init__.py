@@ -1,6 +1,6 @@
 """Your own data: a folder of images plus a labels file (README, 'Your own data').
 
-`make_source` checks the config, reads the labels file, builds the TFDS dataset the first time
+`make_source` checks the config and the labels file, builds the TFDS dataset the first time
 (skipping and reporting bad image files) and returns the `Source` the input pipeline reads.
 """
 
@@ -10,53 +10,79 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from jaxgan.data.custom import labels_file
-from jaxgan.data.custom.custom_dataset_builder import CustomConfig, CustomMultilabel
-from jaxgan.data.datasets import Source, decode_image_and_labels
+from jaxgan.data.custom.custom_dataset_builder import Builder, CustomConfig, plan
+from jaxgan.data.datasets import Source, stored_labels
 from jaxgan.data.image_files import build_report
 
-__all__ = ["CustomConfig", "CustomMultilabel", "make_source", "decode"]
+__all__ = ["Builder", "CustomConfig", "check_config", "make_builder", "make_source"]
+
+README = "(README, 'Your own data')"
 
 
-decode = decode_image_and_labels
-
-
-def make_builder(data_config) -> CustomMultilabel:
-    """The (not necessarily prepared) builder for `data_config.image_dir` + `labels_file`."""
+def check_config(data_config) -> None:
+    """The data.* fields of a custom dataset, checked before any file is read."""
     if not data_config.get("labels_file"):
         raise ValueError("set --config.data.labels_file to your CSV or JSON lines labels file")
     if not data_config.get("image_dir"):
         raise ValueError("set --config.data.image_dir to the folder holding your images")
+    labels_file.check_fractions(
+        data_config.get("validation_fraction", 0.1), data_config.get("test_fraction", 0.1)
+    )
+
+
+def make_builder(data_config) -> Builder:
+    """The (not necessarily prepared) builder for `data_config.image_dir` + `labels_file`."""
+    check_config(data_config)
     image_dir = os.path.expanduser(data_config.image_dir)
     if not os.path.isdir(image_dir):
         raise ValueError(f"data.image_dir {data_config.image_dir!r} is not a folder")
-    class_names, _ = labels_file.read_labels_file(os.path.expanduser(data_config.labels_file))
+    labels_path = os.path.expanduser(data_config.labels_file)
+    class_names, _ = labels_file.read_labels_file(labels_path)
     config = CustomConfig(
         image_dir=image_dir,
-        labels_file=data_config.labels_file,
+        labels_file=labels_path,
         class_names=class_names,
         split_seed=data_config.get("split_seed", 0),
         validation_fraction=data_config.get("validation_fraction", 0.1),
         test_fraction=data_config.get("test_fraction", 0.1),
         keep_unlabeled=data_config.get("keep_unlabeled", False),
+        allow_outside_paths=data_config.get("allow_outside_paths", False),
     )
-    return CustomMultilabel(config=config, data_dir=data_config.get("data_dir"))
+    return Builder(config=config, data_dir=data_config.get("data_dir"))
 
 
-def _check_splits(data_config, builder: CustomMultilabel) -> None:
+def _empty_split_advice(split: str, the_plan, config: CustomConfig) -> str:
+    """What would put images into `split`, given why it came out empty."""
+    if the_plan.unlabeled[split]:
+        return (
+            f"its {the_plan.unlabeled[split]} image(s) have no positive label; label them, or "
+            "set --config.data.keep_unlabeled=true"
+        )
+    if the_plan.drawn == 0:
+        return (
+            f"every row has a split and none says {split!r}, so nothing is left to draw; mark "
+            f"some rows {split!r} or leave their split empty"
+        )
+    if split == "train":
+        return (
+            f"data.validation_fraction and data.test_fraction draw all {the_plan.drawn} images "
+            "that have no split; lower them, or mark some rows 'train'"
+        )
+    fraction = getattr(config, f"{split}_fraction")
+    return (
+        f"data.{split}_fraction={fraction:g} draws none of the {the_plan.drawn} images that "
+        f"have no split; raise it to at least {1 / the_plan.drawn:.2g}, or mark some rows {split!r}"
+    )
+
+
+def _check_splits(data_config, builder: Builder) -> None:
     """Every split needs images: say which is empty and how to fix it, before TFDS would fail."""
-    config = builder.builder_config
-    _, records = labels_file.read_labels_file(config.labels_file)
-    if not config.keep_unlabeled:
-        records = [r for r in records if any(r.labels)]
-    splits = labels_file.assign_splits(
-        records, config.split_seed, config.validation_fraction, config.test_fraction
-    )
-    for split, rows in splits.items():
+    the_plan = plan(builder.builder_config)
+    for split, rows in the_plan.splits.items():
         if not rows:
-            fix = "add rows to it" if split == "train" else f"raise data.{split}_fraction"
             raise ValueError(
                 f"the {split} split of {data_config.labels_file!r} has no labelled image; "
-                f"{fix} (README, 'Your own data')"
+                f"{_empty_split_advice(split, the_plan, builder.builder_config)} {README}"
             )
 
 
@@ -80,5 +106,5 @@ def make_source(data_config) -> Source:
         builder=builder,
         splits={name: name for name in labels_file.SPLIT_NAMES},
         class_names=builder.builder_config.class_names,
-        decode=decode,
+        labels=stored_labels,
     )

@@ -9,19 +9,26 @@ Two formats, chosen by the file's extension:
   optionally with `"split"`. An optional first line `{"classes": [...]}` fixes the class list and
   its order; without it the classes are the sorted union of all labels.
 
-File names are relative to the image folder (sub-folders allowed) or absolute. Every mistake a
+File names are relative to the image folder (sub-folders allowed), or absolute. Each must
+resolve (symbolic links and `..` followed) to a file inside the image folder unless
+`data.allow_outside_paths` is set; `resolve_files` checks that, and that no file is listed
+twice under two spellings (`a.jpg`, `./a.jpg`, `sub/../a.jpg`, a link to it). Every mistake a
 user can make in the file is reported as one `LabelsFileError` naming the file, line and fix.
 """
 
 import csv
 import dataclasses
+import io
 import json
 import os
 
 import numpy as np
 
+from jaxgan.data import image_files
+
 FILENAME_COLUMNS = ("filename", "file", "image", "path")
 SPLIT_NAMES = ("train", "validation", "test")
+MAX_LABELS_FILE_BYTES = 256 * 2**20  # ~1M images with 80 classes as CSV take ~190 MB
 _SPLIT_ALIASES = {"train": "train", "validation": "validation", "val": "validation",
                   "valid": "validation", "dev": "validation", "test": "test"}  # fmt: skip
 
@@ -35,19 +42,30 @@ class Record:
     file: str  # as written in the labels file
     labels: tuple[int, ...]  # multi-hot, one 0/1 per class
     split: str | None  # "train" | "validation" | "test", or None to draw one
+    line: int = 0  # where it is in the labels file, for messages
 
 
 def read_labels_file(path: str) -> tuple[tuple[str, ...], list[Record]]:
     """Parses `path` (CSV or JSON lines); returns (class names, records in file order)."""
-    if not os.path.isfile(path):
+    try:
+        data = image_files.read_regular_file(path, MAX_LABELS_FILE_BYTES)
+    except image_files.BadFile as e:
+        if str(e) == "missing":
+            raise LabelsFileError(
+                f"labels file {path!r} not found; set --config.data.labels_file to a CSV or "
+                "JSON lines file (README, 'Your own data')"
+            ) from None
+        raise LabelsFileError(f"labels file {path!r}: {e}; pass a CSV or JSON lines file") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
         raise LabelsFileError(
-            f"labels file {path!r} not found; set --config.data.labels_file to a CSV or JSON "
-            "lines file (README, 'Your own data')"
-        )
+            f"labels file {path!r} is not UTF-8 text (byte {e.start}); save it as UTF-8"
+        ) from None
     if path.lower().endswith((".jsonl", ".json", ".ndjson")):
-        names, records = _read_jsonl(path)
+        names, records = _read_jsonl(path, text)
     else:
-        names, records = _read_csv(path)
+        names, records = _read_csv(path, text)
     if not records:
         raise LabelsFileError(f"labels file {path!r} lists no images")
     counts = np.sum([r.labels for r in records], axis=0)
@@ -57,12 +75,64 @@ def read_labels_file(path: str) -> tuple[tuple[str, ...], list[Record]]:
             f"labels file {path!r}: class(es) {empty} have no positive example; remove them "
             "or label some images with them"
         )
-    seen = set()
+    seen = {}
     for r in records:
         if r.file in seen:
-            raise LabelsFileError(f"labels file {path!r}: {r.file!r} is listed twice")
-        seen.add(r.file)
+            raise LabelsFileError(
+                f"labels file {path!r}: {r.file!r} is listed twice (lines {seen[r.file]} and "
+                f"{r.line}); list each image once"
+            )
+        seen[r.file] = r.line
     return names, records
+
+
+def resolve_files(
+    path: str, records: list[Record], image_dir: str, allow_outside_paths: bool = False
+) -> list[str]:
+    """The resolved path of each record's file, in order, after checking where they lead.
+
+    A file name is joined to `image_dir` and normalised (`sub/../a.jpg` is `a.jpg`); unless
+    `allow_outside_paths`, one that leaves the folder is refused before the file system is
+    asked anything about it, and one that a symbolic link leads out of is refused the same
+    way, so the message never tells whether a path outside exists. Two names for one file
+    (same resolved path, or the same inode for hard links) are refused as a duplicate.
+    """
+    root = os.path.realpath(image_dir)
+    resolved, outside = [], []
+    for r in records:
+        joined = os.path.normpath(os.path.join(root, r.file))
+        if not allow_outside_paths and not image_files.is_inside(joined, root):
+            outside.append(r)  # decided from the name alone
+            resolved.append(None)
+            continue
+        real = os.path.realpath(joined)
+        if not allow_outside_paths and not image_files.is_inside(real, root):
+            outside.append(r)  # a link inside leads out
+        resolved.append(real)
+    if outside:
+        first = outside[0]
+        raise LabelsFileError(
+            f"labels file {path!r}, line {first.line}: {first.file!r} is outside data.image_dir "
+            f"{image_dir!r} ({len(outside)} such file name(s)); move the images into the folder "
+            "or set --config.data.allow_outside_paths=true"
+        )
+    seen = {}
+    for r, real in zip(records, resolved, strict=True):
+        keys = [real]
+        try:
+            info = os.stat(real)
+            if info.st_ino:  # some file systems report 0 for every file
+                keys.append((info.st_dev, info.st_ino))
+        except OSError:  # missing or unreadable: skipped and reported at build time
+            pass
+        other = next((seen[k] for k in keys if k in seen), None)
+        if other is not None:
+            raise LabelsFileError(
+                f"labels file {path!r}: {other.file!r} (line {other.line}) and {r.file!r} "
+                f"(line {r.line}) are the same image file; list it once"
+            )
+        seen.update((k, r) for k in keys)
+    return resolved
 
 
 def _split_name(value: str, where: str) -> str | None:
@@ -74,13 +144,17 @@ def _split_name(value: str, where: str) -> str | None:
     return _SPLIT_ALIASES[value]
 
 
-def _read_csv(path: str):
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
-    rows = [row for row in rows if any(cell.strip() for cell in row)]
+def _read_csv(path: str, text: str):
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as e:
+        raise LabelsFileError(
+            f"labels file {path!r}, line {reader.line_num}: not CSV ({e})"
+        ) from None
     if not rows:
         raise LabelsFileError(f"labels file {path!r} is empty")
-    header = [cell.strip() for cell in rows[0]]
+    header = [cell.strip() for cell in rows[0][1]]
     lowered = [cell.lower() for cell in header]
     file_col = next((lowered.index(c) for c in FILENAME_COLUMNS if c in lowered), None)
     if file_col is None:
@@ -96,7 +170,7 @@ def _read_csv(path: str):
     if len(set(names)) != len(names) or not all(names):
         raise LabelsFileError(f"labels file {path!r}: class names must be distinct and non-empty")
     records = []
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in rows[1:]:
         where = f"labels file {path!r}, line {line}"
         if len(row) != len(header):
             raise LabelsFileError(f"{where}: {len(row)} columns, the header has {len(header)}")
@@ -112,32 +186,42 @@ def _read_csv(path: str):
         if not file:
             raise LabelsFileError(f"{where}: empty file name")
         split = _split_name(row[split_col], where) if split_col is not None else None
-        records.append(Record(file, tuple(labels), split))
+        records.append(Record(file, tuple(labels), split, line))
     return names, records
 
 
-def _read_jsonl(path: str):
+def _read_jsonl(path: str, text: str):
     entries = []
-    with open(path, encoding="utf-8-sig") as f:
-        for line, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                entry = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise LabelsFileError(
-                    f"labels file {path!r}, line {line}: not JSON ({e})"
-                ) from None
-            if not isinstance(entry, dict):
-                raise LabelsFileError(f"labels file {path!r}, line {line}: not a JSON object")
-            entries.append((line, entry))
+    for line, line_text in enumerate(text.splitlines(), start=1):
+        if not line_text.strip():
+            continue
+        try:
+            entry = json.loads(line_text)
+        except (json.JSONDecodeError, RecursionError) as e:
+            reason = e if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            raise LabelsFileError(
+                f"labels file {path!r}, line {line}: not JSON ({reason})"
+            ) from None
+        if not isinstance(entry, dict):
+            raise LabelsFileError(f"labels file {path!r}, line {line}: not a JSON object")
+        entries.append((line, entry))
     if not entries:
         raise LabelsFileError(f"labels file {path!r} is empty")
     names = None
     if "classes" in entries[0][1]:
-        names = tuple(str(c) for c in entries.pop(0)[1]["classes"])
-        if len(set(names)) != len(names) or not names:
-            raise LabelsFileError(f"labels file {path!r}: 'classes' must list distinct names")
+        line, first = entries.pop(0)
+        classes = first["classes"]
+        if (
+            not isinstance(classes, list)
+            or not classes
+            or not all(isinstance(c, str) and c.strip() for c in classes)
+            or len(set(classes)) != len(classes)
+        ):
+            raise LabelsFileError(
+                f'labels file {path!r}, line {line}: "classes" must be a list of distinct, '
+                f'non-empty class names, e.g. {{"classes": ["cat", "dog"]}}'
+            )
+        names = tuple(classes)
     for line, entry in entries:
         where = f"labels file {path!r}, line {line}"
         if not isinstance(entry.get("file"), str) or not entry["file"].strip():
@@ -158,8 +242,21 @@ def _read_jsonl(path: str):
                 raise LabelsFileError(f"{where}: label {label!r} is not in the 'classes' line")
             labels[index[label]] = 1
         split = _split_name(str(entry.get("split", "")), where)
-        records.append(Record(entry["file"].strip(), tuple(labels), split))
+        records.append(Record(entry["file"].strip(), tuple(labels), split, line))
     return names, records
+
+
+def check_fractions(validation_fraction: float, test_fraction: float) -> None:
+    """Both in [0, 1), and their sum below 1 so that images without a split are left for train."""
+    for name, value in (("validation", validation_fraction), ("test", test_fraction)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+            raise ValueError(f"data.{name}_fraction is {value!r}; set it to a number in [0, 1)")
+    if validation_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"data.validation_fraction + data.test_fraction is "
+            f"{validation_fraction + test_fraction:g}, which leaves no image for train; keep "
+            "their sum below 1 (e.g. 0.1 and 0.1)"
+        )
 
 
 def assign_splits(
@@ -171,9 +268,7 @@ def assign_splits(
     test and the next `validation_fraction` to validation, the rest to train. A split the file
     already names images for gets none drawn. Each split keeps file order.
     """
-    for name, value in (("validation", validation_fraction), ("test", test_fraction)):
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"data.{name}_fraction must be in [0, 1), got {value}")
+    check_fractions(validation_fraction, test_fraction)
     given = {r.split for r in records if r.split is not None}
     free = [i for i, r in enumerate(records) if r.split is None]
     order = np.random.default_rng(seed).permutation(len(free))

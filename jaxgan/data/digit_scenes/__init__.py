@@ -1,17 +1,11 @@
 """digit_scenes: the embedded offline dataset (see digit_scenes_dataset_builder's docstring)."""
 
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from jaxgan.data.datasets import Source
+from jaxgan.data.datasets import Source, stored_labels
 from jaxgan.data.digit_scenes.digit_scenes_dataset_builder import CLASS_NAMES, Builder
 
 __all__ = ["Builder", "CLASS_NAMES", "make_source"]
-
-
-def decode(example: dict) -> dict:
-    """TFDS example -> {"image": uint8 [32, 32, 3], "labels": float32 [10]} (graph mode)."""
-    return {"image": example["image"], "labels": tf.cast(example["labels"], tf.float32)}
 
 
 def make_source(data_config, config_name: str | None = None) -> Source:
@@ -31,4 +25,4 @@ def make_source(data_config, config_name: str | None = None) -> Source:
         download_config=tfds.download.DownloadConfig(try_download_gcs=False)
     )
     splits = {"train": "train", "validation": "validation", "test": "test"}
-    return Source(builder=builder, splits=splits, class_names=CLASS_NAMES, decode=decode)
+    return Source(builder=builder, splits=splits, class_names=CLASS_NAMES, labels=stored_labels)

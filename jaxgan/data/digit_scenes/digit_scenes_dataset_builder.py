@@ -290,6 +290,7 @@ class DigitScenesConfig(tfds.core.BuilderConfig):
 class Builder(tfds.core.GeneratorBasedBuilder):
     """digit_scenes: generated offline from scikit-learn's digits; no download."""
 
+    name = "digit_scenes"
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release: 10 labels, 6 scenes + clutter, 8,000/2,000/2,000 images.",

@@ -11,24 +11,23 @@ import os
 import tensorflow_datasets as tfds
 from absl import logging
 
-from jaxgan.data.datasets import Source, decode_image_and_labels, split_roles
+from jaxgan.data.datasets import Source, split_roles, stored_labels
 from jaxgan.data.image_files import build_report
-from jaxgan.data.nuswide.nuswide_dataset_builder import CONCEPTS, NusWide
+from jaxgan.data.nuswide.nuswide_dataset_builder import CONCEPTS, Builder
 
-__all__ = ["CONCEPTS", "NusWide", "decode", "make_builder", "make_source", "prepare"]
+__all__ = ["CLASS_NAMES", "CONCEPTS", "Builder", "make_builder", "make_source", "prepare"]
+
+CLASS_NAMES = tuple(CONCEPTS)
 
 
-decode = decode_image_and_labels
-
-
-def make_builder(data_config) -> NusWide:
+def make_builder(data_config) -> Builder:
     scheme = data_config.get("split_scheme", "paper")
     if scheme not in ("paper", "official"):
         raise ValueError(f"data.split_scheme must be 'paper' or 'official', got {scheme!r}")
-    return NusWide(config=scheme, data_dir=data_config.get("data_dir"))
+    return Builder(config=scheme, data_dir=data_config.get("data_dir"))
 
 
-def prepare(builder: NusWide, manual_dir: str | None) -> None:
+def prepare(builder: Builder, manual_dir: str | None) -> None:
     """Builds the dataset from the release in `manual_dir` unless it is already built."""
     if builder.is_prepared():
         return
@@ -54,6 +53,6 @@ def make_source(data_config) -> Source:
     return Source(
         builder=builder,
         splits=split_roles(data_config, test="test"),
-        class_names=tuple(CONCEPTS),
-        decode=decode,
+        class_names=CLASS_NAMES,
+        labels=stored_labels,
     )

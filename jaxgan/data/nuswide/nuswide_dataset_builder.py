@@ -13,7 +13,11 @@ Two configs, two splits each ("train", "test"):
 
 Both splits are decided from the label files alone; afterwards missing, empty or unreadable
 image files are skipped and counted (jaxgan.data.image_files), never fatal, so local gaps in
-the image download shrink a split without changing which images belong to it.
+the image download shrink a split without changing which images belong to it. The release's
+files are read as untrusted input: list and label files only if they are regular files of at
+most `image_files.MAX_FILE_BYTES`, list entries only of the form `<sub-folder>\\<file>` (a
+line that names `..` or an absolute path is refused), and images only if they resolve inside
+`manual_dir/Flickr` (a link that leads out of it is skipped).
 """
 
 import os
@@ -67,6 +71,27 @@ class NusWideConfig(tfds.core.BuilderConfig):
         self.scheme = scheme
 
 
+def _read_text(root: str, relative: str) -> str:
+    """A layout file of the release, read as bounded untrusted text."""
+    path = os.path.join(root, relative)
+    try:
+        data = image_files.read_regular_file(path, image_files.MAX_FILE_BYTES)
+    except image_files.BadFile as e:
+        raise ValueError(
+            f"NUS-WIDE manual_dir: {path}: {e}; lay it out as README 'NUS-WIDE' says"
+        ) from None
+    return data.decode("utf-8", errors="replace")
+
+
+def image_file(name: str, where: str) -> str:
+    """A list entry (`actor\\0001_2124494179.jpg`, perhaps after a Windows prefix) -> its path
+    relative to manual_dir: `Flickr/<sub-folder>/<file>`. Refuses names that could leave it."""
+    parts = name.replace("\\", "/").split("/")[-2:]
+    if not all(parts) or any(p in (".", "..") or ":" in p for p in parts):
+        raise ValueError(f"{where}: {name!r} is not a <sub-folder>\\<file> image name")
+    return os.path.join(IMAGES, *parts)
+
+
 def read_split_lists(root: str) -> dict[str, tuple[list[str], np.ndarray]]:
     """Official part ("train" | "test") -> (image paths relative to root, uint8 labels [N, 81])."""
     missing = [p for p in LISTS.values() if not os.path.isfile(os.path.join(root, p))]
@@ -83,26 +108,30 @@ def read_split_lists(root: str) -> dict[str, tuple[list[str], np.ndarray]]:
         raise FileNotFoundError(
             f"NUS-WIDE manual_dir {root!r} lacks {shown}; lay it out as README 'NUS-WIDE' says"
         )
-    concepts_file = os.path.join(root, "Concepts81.txt")
-    if os.path.isfile(concepts_file):
-        with open(concepts_file) as f:
-            listed = [line.strip() for line in f if line.strip()]
+    if os.path.isfile(os.path.join(root, "Concepts81.txt")):
+        listed = _read_text(root, "Concepts81.txt").split()
         if sorted(listed) != sorted(CONCEPTS):
-            raise ValueError(f"{concepts_file} does not list NUS-WIDE's 81 concepts")
+            raise ValueError(
+                f"{os.path.join(root, 'Concepts81.txt')} does not list NUS-WIDE's 81 concepts"
+            )
     parts = {}
     for part, list_file in LISTS.items():
-        with open(os.path.join(root, list_file)) as f:
-            names = [line.strip() for line in f if line.strip()]
-        files = [os.path.join(IMAGES, *name.replace("\\", "/").split("/")[-2:]) for name in names]
+        lines = _read_text(root, list_file).splitlines()
+        files = [
+            image_file(name.strip(), f"{os.path.join(root, list_file)}, line {n}")
+            for n, name in enumerate(lines, start=1)
+            if name.strip()
+        ]
         columns = []
         for concept in CONCEPTS:
-            path = os.path.join(root, LABELS.format(concept=concept, part=part.capitalize()))
-            column = np.loadtxt(path, dtype=np.int64, ndmin=1)
-            if column.shape != (len(files),) or not np.isin(column, (0, 1)).all():
+            relative = LABELS.format(concept=concept, part=part.capitalize())
+            values = _read_text(root, relative).split()
+            if len(values) != len(files) or not set(values) <= {"0", "1"}:
                 raise ValueError(
-                    f"{path}: expected {len(files)} lines of 0/1 (one per line of {list_file})"
+                    f"{os.path.join(root, relative)}: expected {len(files)} lines of 0/1 (one per "
+                    f"line of {list_file})"
                 )
-            columns.append(column)
+            columns.append(np.array(values) == "1")
         parts[part] = (files, np.stack(columns, axis=1).astype(np.uint8))
     return parts
 
@@ -123,9 +152,10 @@ def form_splits(parts, scheme: str) -> dict[str, tuple[list[str], np.ndarray]]:
     return {split: ([files[i] for i in idx], labels[idx]) for split, idx in chosen.items()}
 
 
-class NusWide(tfds.core.GeneratorBasedBuilder):
+class Builder(tfds.core.GeneratorBasedBuilder):
     """NUS-WIDE, 81 concepts, official or paper split (manual download)."""
 
+    name = "nus_wide"
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
@@ -160,7 +190,8 @@ class NusWide(tfds.core.GeneratorBasedBuilder):
         log = image_files.BadFileLog(f"{self.name}/{self.builder_config.name} {split}")
         index = {f: i for i, f in enumerate(files)}
         items = [(f, os.path.join(root, f)) for f in files]
-        for name, data in image_files.read_images(items, log):
+        inside = os.path.realpath(os.path.join(root, IMAGES))  # Flickr/ may link to another disk
+        for name, data in image_files.read_images(items, log, inside=inside):
             yield name, {"image": data, "labels": labels[index[name]], "file": name}
         logging.info("%s", log.summary())
         self.info.metadata["bad_files"][split] = log.as_dict()

@@ -13,8 +13,6 @@ deleted (estimates from the archive sizes). See README 'MS-COCO 2014' or run
 `python -m jaxgan.data.coco`.
 """
 
-import argparse
-
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
@@ -52,11 +50,9 @@ def multi_hot(object_labels: tf.Tensor) -> tf.Tensor:
     return tf.cast(counts > 0, tf.float32)
 
 
-def decode(example: dict) -> dict:
-    image = example["image"]
-    if image.dtype == tf.string:
-        image = tf.io.decode_jpeg(image, channels=3)
-    return {"image": image, "labels": multi_hot(example["objects"]["label"])}
+def labels(example: dict) -> tf.Tensor:
+    """`Source.labels`: the multi-hot vector of the example's object classes."""
+    return multi_hot(example["objects"]["label"])
 
 
 def _check_names(builder: tfds.core.DatasetBuilder) -> None:
@@ -85,19 +81,6 @@ def make_source(data_config) -> Source:
         builder=builder,
         splits=split_roles(data_config, test="validation"),
         class_names=CLASS_NAMES,
-        decode=decode,
+        labels=labels,
         keep=keep,
     )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Downloads and builds TFDS coco/2014 once.")
-    parser.add_argument("--data_dir", default=None, help="TFDS data_dir (default: TFDS's)")
-    args = parser.parse_args()
-    builder = tfds.builder(TFDS_NAME, data_dir=args.data_dir)
-    builder.download_and_prepare()
-    print(builder.info.splits)
-
-
-if __name__ == "__main__":
-    main()
