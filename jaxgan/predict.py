@@ -18,7 +18,6 @@ import csv
 import glob
 import json
 import os
-import stat
 import sys
 from collections.abc import Iterator
 
@@ -27,45 +26,10 @@ import numpy as np
 from jaxgan import evaluate
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-MAX_FILE_BYTES = 64 * 2**20  # larger files are refused before they are read
-MAX_PIXELS = 64 * 2**20  # width x height; larger images are refused before they are decoded
 
 
 class BadImage(Exception):
     """A file that cannot be predicted; the message says why."""
-
-
-def load_image(path: str, data_config) -> np.ndarray:
-    """One image file, checked (regular file, size and pixel caps) and prepared exactly as
-    the evaluation pipeline prepares a stored image: float32 [S, S, 3]. Raises BadImage."""
-    import tensorflow as tf
-    from PIL import Image
-
-    from jaxgan.data import augment, image_files
-
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise BadImage("missing") from None
-    except OSError as error:
-        raise BadImage(f"unreadable: {error.strerror or error}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise BadImage("not a regular file")
-    if info.st_size > MAX_FILE_BYTES:
-        raise BadImage(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
-    try:
-        with Image.open(path) as image:  # reads the header only
-            width, height = image.size
-    except Exception:
-        raise BadImage("not an image (unreadable: not an image format PIL knows)") from None
-    if width * height > MAX_PIXELS:
-        raise BadImage(f"{width}x{height} pixels, more than {MAX_PIXELS // 2**20} Mpx")
-    try:
-        data = image_files.read_image(path)  # the bytes a dataset build would store
-    except image_files.BadImage as error:
-        raise BadImage(str(error)) from None
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
-    return augment.preprocess_eval(image, data_config).numpy()
 
 
 def expand_paths(specs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -110,11 +74,13 @@ def _prepared(files, data_config, num_threads: int = 4) -> Iterator[tuple[str, o
     """(path, image or BadImage) in order; files are read and prepared in a thread pool, a
     bounded window at a time."""
 
+    from jaxgan.data.image_input import ImageFileError, eval_input
+
     def load(path):
         try:
-            return path, load_image(path, data_config)
-        except BadImage as error:
-            return path, error
+            return path, eval_input(path, data_config)
+        except ImageFileError as error:
+            return path, BadImage(error.reason)
 
     window = 4 * num_threads
     with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:

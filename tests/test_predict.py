@@ -127,7 +127,8 @@ def test_bad_files_are_reported_in_one_line_and_skipped(saved, tmp_path):
     assert probabilities.shape == (3, len(CLASSES))
     assert [os.path.basename(path) for path, _ in skipped] == ["missing.jpg", "corrupt.png"]
     assert len(lines) == 2 and all("\n" not in line for line in lines)
-    assert "missing.jpg: missing" in lines[0] and "corrupt.png: not an image" in lines[1]
+    assert "missing.jpg: missing" in lines[0]
+    assert "corrupt.png: unreadable: not an image" in lines[1]
 
 
 def test_run_predict_writes_label_names_as_csv_and_jsonl(saved, tmp_path, capsys):

@@ -26,19 +26,23 @@ from jaxgan.data import augment, image_files, input_pipeline
 class ImageFileError(ValueError):
     """An image file that cannot be used; the message names the file and the reason."""
 
+    def __init__(self, path, reason: str):
+        super().__init__(f"image {os.fspath(path)!r}: {reason}")
+        self.reason = reason
+
 
 def _encoded(path) -> bytes:
     try:
         return image_files.read_image(os.fspath(path))
     except image_files.BadImage as e:
-        raise ImageFileError(f"image {os.fspath(path)!r}: {e}") from None
+        raise ImageFileError(path, str(e)) from None
 
 
 def _decode(path, encoded: bytes) -> tf.Tensor:
     try:
         return input_pipeline.decode_image(tf.constant(encoded))
     except tf.errors.InvalidArgumentError as e:  # PIL read it, TensorFlow cannot: rare
-        raise ImageFileError(f"image {os.fspath(path)!r}: unreadable: {e.message}") from None
+        raise ImageFileError(path, f"unreadable: {e.message}") from None
 
 
 def load_image(path) -> np.ndarray:
