@@ -242,6 +242,12 @@ def test_the_total_of_all_tensors_is_capped_before_allocating(tmp_path):
     refusal(path, "exceed the cap of 3,072 bytes in all", Limits(total_bytes=3072))
 
 
+def test_huge_dimension_of_an_empty_tensor_is_refused(tmp_path):
+    payload = wf.tensor_pickle("FloatStorage", "0", 4, 0, (2**62, 0), (1, 1))
+    path = wf.zip_pth(tmp_path / "w.pth", payload, {"0": bytes(16)})
+    refusal(path, "tensor 'w': its dimension 4,611,686,018,427,387,904 exceeds")
+
+
 def test_huge_declared_storage_is_refused_before_reading(tmp_path):
     payload = wf.tensor_pickle("FloatStorage", "0", 2**40, 0, (4,), (1,))
     refusal(wf.zip_pth(tmp_path / "evil.pth", payload, {"0": bytes(16)}), "storage 0")

@@ -56,6 +56,12 @@ HOSTILE = [
     ("an entry that is a list", {"w": [F32]}, DATA, "entry is a JSON array"),
     ("string metadata values", {"__metadata__": {"a": 1}, "w": F32}, DATA, "__metadata__"),
     ("a huge shape", {"w": _entry(shape=[2**40, 2**40])}, DATA, "exceeds the cap"),
+    (
+        "a huge empty shape",
+        {"w": _entry(shape=[2**62, 0], data_offsets=[0, 0])},
+        b"",
+        "its dimension 4,611,686,018,427,387,904 exceeds",
+    ),
     ("invalid JSON", b'{"w": ', DATA, "not valid JSON"),
     ("NaN", b'{"w": NaN}', DATA, "not valid JSON"),
     ("a header that is not UTF-8", b'{"\xff": 1}', DATA, "not UTF-8"),

@@ -143,6 +143,8 @@ def _tensor_record(machine, ref, offset, size, stride):
         return _Tensor(error=f"it has {len(size)} dimensions, more than the cap of {limits.ndim}")
     if not (_is_count(offset) and all(map(_is_count, size)) and all(map(_is_count, stride))):
         return _Tensor(error="its offset, size or stride is not a non-negative integer")
+    if size and max(size) > limits.tensor_bytes:  # an empty tensor may claim any other side
+        return _Tensor(error=f"its dimension {max(size):,} exceeds the cap on elements")
     itemsize = ref.storage.dtype.itemsize
     numel = math.prod(size)
     if numel * itemsize > limits.tensor_bytes:
@@ -544,6 +546,20 @@ def _check_zip_directory(file, path, limits):
         )
 
 
+def _read_member(archive, info, cap, path) -> bytes:
+    """A small zip member's bytes. Its sizes are checked first: zipfile's read() of a whole
+    member allocates what the member's recorded compressed size says, up to 2 GB."""
+    if info.file_size > cap:
+        raise WeightFileError(
+            path, f"its {info.filename} of {info.file_size:,} bytes exceeds the cap of {cap:,}"
+        )
+    with archive.open(info) as member:
+        data = member.read(info.file_size)  # reads in pieces of at most this size
+    if len(data) != info.file_size:
+        raise WeightFileError(path, f"its {info.filename} is truncated")
+    return data
+
+
 def _load_zip(file, path, limits):
     try:
         _check_zip_directory(file, path, limits)
@@ -556,22 +572,14 @@ def _load_zip(file, path, limits):
             )
         prefix = pickles[0][: -len("data.pkl")]
         if prefix + "byteorder" in names:
-            info = archive.getinfo(prefix + "byteorder")
-            order = archive.read(info).strip() if info.file_size <= 16 else b"?"
-            if order != b"little":
+            order = _read_member(archive, archive.getinfo(prefix + "byteorder"), 16, path)
+            if order.strip() != b"little":
                 raise WeightFileError(
                     path,
                     "it was saved big-endian (or names an unknown byte order)",
                     advice="re-save it on a little-endian machine",
                 )
-        info = archive.getinfo(pickles[0])
-        if info.file_size > limits.pickle_bytes:
-            raise WeightFileError(
-                path,
-                f"its data.pkl of {info.file_size:,} bytes exceeds the cap of "
-                f"{limits.pickle_bytes:,}",
-            )
-        data = archive.read(info)
+        data = _read_member(archive, archive.getinfo(pickles[0]), limits.pickle_bytes, path)
     except _ZIP_ERRORS as error:
         raise _zip_error(path, error) from None
     machine = _Machine(path, limits)

@@ -115,6 +115,8 @@ def _check_entry(name, info, path, limits, budget):
         refuse("its shape is not a list of non-negative integers")
     if len(shape) > limits.ndim:
         refuse(f"it has {len(shape)} dimensions, more than the cap of {limits.ndim}")
+    if shape and max(shape) > limits.tensor_bytes:  # an empty tensor may claim any other side
+        refuse(f"its dimension {max(shape):,} exceeds the cap on elements")
     if not (type(offsets) is list and len(offsets) == 2 and all(map(_is_count, offsets))):
         refuse("its data_offsets are not two non-negative integers")
     begin, end = offsets
