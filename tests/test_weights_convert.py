@@ -296,3 +296,19 @@ def test_load_pretrained_refuses_damaged_variables_in_one_line(converted, tmp_pa
 def test_load_pretrained_refuses_a_backbone_without_imagenet_weights(converted):
     _, fresh = _fresh("resnet18")
     _one_line_refusal(converted, fresh, "resnet_small", "resnet_small has no ImageNet weights")
+
+
+def test_load_pretrained_reports_an_orbax_failure_during_restore_in_one_line(
+    converted, monkeypatch
+):
+    """Damage that Orbax notices only while reading the arrays (an I/O error, a file changed
+    under it) is one line too, naming the directory."""
+    import orbax.checkpoint as ocp
+
+    def fail(*args, **kwargs):
+        raise OSError("Input/output error\nwhile reading chunk 7")
+
+    monkeypatch.setattr(ocp.StandardCheckpointer, "restore", fail)
+    _, fresh = _fresh("resnet18")
+    error = _one_line_refusal(converted, fresh, "resnet18", "variables: cannot restore it")
+    assert "Input/output error" in str(error)

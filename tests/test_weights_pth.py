@@ -257,6 +257,8 @@ def test_storage_whose_bytes_differ_from_its_record_is_refused(tmp_path):
     payload = wf.tensor_pickle("FloatStorage", "0", 4, 0, (4,), (1,))
     path = wf.zip_pth(tmp_path / "w.pth", payload, {"0": bytes(12)})
     refusal(path, "storage 0 holds 12 bytes; its record says 16")
+    path = wf.zip_pth(tmp_path / "w3.pth", payload, {"0": bytes(20)})
+    refusal(path, "storage 0 holds 20 bytes; its record says 16")
     refusal(wf.zip_pth(tmp_path / "w2.pth", payload, {}), "storage 0 is missing")
 
 
@@ -329,6 +331,25 @@ def test_data_pkl_is_capped_before_it_is_read(tmp_path):
     refusal(path, "data.pkl of", Limits(pickle_bytes=len(payload) - 1))
 
 
+def test_recorded_member_sizes_do_not_size_reads(tmp_path):
+    """zipfile's read() of a whole member allocates its recorded compressed size (up to 2 GB);
+    the reader reads only the uncompressed size it has checked against the caps."""
+    payload = wf.tensor_pickle("FloatStorage", "0", 1, 0, (), ())
+    path = wf.zip_pth(tmp_path / "w.pth", payload, {"0": bytes(4)})
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the central directory entry of archive/data.pkl
+    assert data[entry + 46 : entry + 46 + 16] == b"archive/data.pkl"
+    data[entry + 20 : entry + 24] = struct.pack("<I", 2**30)  # its compressed size: 1 GiB
+    path.write_bytes(bytes(data))
+    tracemalloc.start()
+    try:
+        assert pth.load_pth(str(path))["w"] == 0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, peak
+
+
 def test_big_endian_archive_is_refused(tmp_path):
     payload = wf.tensor_pickle("FloatStorage", "0", 1, 0, (), ())
     path = wf.zip_pth(tmp_path / "w.pth", payload, {"0": bytes(4)}, byteorder="big")
@@ -356,3 +377,8 @@ def test_not_a_checkpoint_and_not_a_file_are_one_line(tmp_path):
     fifo = tmp_path / "pipe.pth"
     os.mkfifo(fifo)
     refusal(fifo, "not a regular file")
+    # A newline in the file's name is shown escaped: the message stays one line.
+    odd = tmp_path / "two\nlines.pth"
+    odd.write_text("hello")
+    with pytest.raises(WeightFileError, match=r"two\\nlines.pth: it is not a torch checkpoint"):
+        pth.load_pth(str(odd))

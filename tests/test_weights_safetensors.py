@@ -99,7 +99,10 @@ def test_hostile_header_is_refused_in_one_line_as_the_reference_refuses_it(tmp_p
         reference_load(str(path))
 
 
-def test_stricter_than_the_reference_on_repeated_keys_and_many_dimensions(tmp_path):
+def test_stricter_than_the_reference_on_names_repeated_keys_and_many_dimensions(tmp_path):
+    path = _write(tmp_path, {"a\nb": F32}, DATA, "n.safetensors")
+    assert list(reference_load(str(path))) == ["a\nb"]
+    refusal(path, r"tensor 'a\\nb': its name holds control characters")  # one line
     header = b'{"w": %s, "w": %s}' % (json.dumps(F32).encode(), json.dumps(F32).encode())
     refusal(_write(tmp_path, header, DATA), "given twice")
     deep = _entry(shape=[1] * 8 + [4])
