@@ -1,11 +1,15 @@
 """Seeded fuzzing of the weight readers: thousands of random mutations of small valid files
 (zip and legacy `.pth`, safetensors) each end in success or one `WeightFileError` line, never
 another exception, never longer than a bound, never holding more memory than the caps allow.
+And each outcome is checked against an independent reader: a safetensors file is read by the
+reference implementation too (what it refuses we refuse; what both read is byte-identical),
+and a `.pth` we accept is loaded by torch (where installed) to the same arrays.
 
 Mutations: byte flips, truncations, insertions, deletions and copied spans; inside a `.pth`'s
 pickle, opcode arguments replaced by hostile integers and opcodes replaced by others; inside a
-safetensors header, fields set to random JSON values, removed or added, and the header length
-rewritten. The readers run with tiny caps, so "within the caps" is a few hundred kilobytes.
+safetensors header, fields set to random JSON values, removed or added, shapes and dtypes
+changed with the offsets and data region rebuilt to match, and the header length rewritten.
+The readers run with tiny caps, so "within the caps" is a few hundred kilobytes.
 """
 
 import json
@@ -18,6 +22,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import safetensors
 import weight_files as wf
 
 from jaxgan.weights.bounds import Limits, WeightFileError
@@ -41,12 +46,12 @@ HOSTILE_INTS = [0, 1, -1, 7, 255, 2**31 - 1, -(2**31), 2**32, 2**40, 2**62, -(2*
 OPCODES = b"(.0NRbhqstu}])\x81\x85\x86\x87\x88\x89Q2Kcei"
 
 
-def _pth_seed() -> tuple[bytes, dict]:
+def _pth_seed(legacy=False) -> tuple[bytes, dict]:
     """A state dict as torch.save writes it: tensors sharing a storage (one a strided view with
     an offset), an int64 scalar, and `_metadata` set by BUILD."""
-    a = wf.tensor("0", 6, 0, (2, 3), (3, 1))
-    b = wf.tensor("0", 6, 1, (2, 2), (1, 3))
-    c = wf.tensor("1", 1, 0, (), (), "LongStorage")
+    a = wf.tensor("0", 6, 0, (2, 3), (3, 1), legacy=legacy)
+    b = wf.tensor("0", 6, 1, (2, 2), (1, 3), legacy=legacy)
+    c = wf.tensor("1", 1, 0, (), (), "LongStorage", legacy=legacy)
     items = b"".join(wf.atom(k) + v for k, v in {"a": a, "b": b, "c": c}.items())
     metadata = wf.EMPTY_DICT + wf.atom("_metadata") + wf.ordered_dict() + wf.SETITEM
     payload = wf.PROTO2 + wf.ordered_dict() + wf.MARK + items + wf.SETITEMS
@@ -131,7 +136,7 @@ def _safetensors_seed() -> tuple[dict, bytes]:
 
 def _mutate_safetensors(header: dict, data: bytes, rng: random.Random) -> bytes:
     header = json.loads(json.dumps(header))
-    kind = rng.randrange(4)
+    kind = rng.randrange(5)
     if kind == 0:  # set, remove or add a field of a tensor
         name = rng.choice([*header, "new"])
         entry = header.setdefault(name, {})
@@ -147,6 +152,17 @@ def _mutate_safetensors(header: dict, data: bytes, rng: random.Random) -> bytes:
             header = _random_json(rng)
         else:
             header[rng.choice(list(header))] = _random_json(rng)
+    elif kind == 4:  # new shapes and dtypes, offsets and data rebuilt to match them
+        for entry in rng.sample([e for n, e in header.items() if n != "__metadata__"], 2):
+            entry["shape"] = rng.choice([[], [0], [3, 0], [2**62, 0], [0, 2**64], [5], [1, 2, 2]])
+            entry["dtype"] = rng.choice(["F32", "I64", "U8", "BF16", "BOOL", "F8_E4M3", "C64"])
+        data = b""
+        for name, entry in header.items():
+            if name != "__metadata__":
+                itemsize = {"F32": 4, "I64": 8, "BF16": 2, "C64": 8}.get(entry["dtype"], 1)
+                nbytes = min(int(np.prod(entry["shape"], dtype=object)) * itemsize, 64)
+                entry["data_offsets"] = [len(data), len(data) + nbytes]
+                data += rng.randbytes(nbytes)
     elif kind == 2:  # resize the data region
         data = data[: rng.randrange(len(data) + 1)] + rng.randbytes(rng.choice([0, 0, 4, 8]))
     raw = wf.safetensors_bytes(header, data)
@@ -178,8 +194,44 @@ def _cases(seed: int, zip_seed: bytes, legacy_seed: bytes):
             yield "safetensors", index, _mutate_bytes(wf.safetensors_bytes(header, data), rng)
 
 
+# Why we may refuse a file the reference reads: our caps (tiny here), the rules we add
+# (repeated keys, control characters, the dimension cap) and dtypes we do not read.
+STRICTER = re.compile(r"cap|given twice|control characters|is not one of|dimensions, more than")
+
+
+def _agrees_with_the_reference(content: bytes, loaded, message: str, where: str):
+    try:
+        reference = {name: info for name, info in safetensors.deserialize(content)}
+    except Exception:  # noqa: BLE001 (the reference refuses in its own ways)
+        assert loaded is None, f"{where}: the reference refuses this file, we read it"
+        return
+    if loaded is None:
+        assert STRICTER.search(message), f"{where}: the reference reads it, we say: {message}"
+        return
+    assert set(loaded) == set(reference), where
+    for name, info in reference.items():
+        assert loaded[name].shape == tuple(info["shape"]), (where, name)
+        assert loaded[name].tobytes() == bytes(info["data"]), (where, name)
+
+
+def _agrees_with_torch(path, loaded: dict, where: str):
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as error:  # noqa: BLE001
+        raise AssertionError(f"{where}: we read it, torch says {error!r:.200}") from error
+    assert list(state) == list(loaded), where
+    for key, tensor in state.items():
+        np.testing.assert_array_equal(tensor.numpy(), loaded[key], f"{where}: {key}")
+
+
 def _timeout(*_):
     raise TimeoutError(f"a case took more than {SECONDS_PER_CASE} s")
+
+
+try:  # the torch oracle runs where the conversion tests' torch is installed
+    import torch
+except ImportError:
+    torch = None
 
 
 @pytest.mark.parametrize("seed", [0])
@@ -192,7 +244,7 @@ def test_mutated_weight_files_load_or_are_refused_in_one_line(tmp_path, seed):
     zip_seed = pth_path.read_bytes()
     state = load_pth(str(pth_path), LIMITS)
     np.testing.assert_array_equal(state["b"], [[1, 4], [2, 5]])
-    wf.legacy_pth(pth_path, payload, storages)
+    wf.legacy_pth(pth_path, _pth_seed(legacy=True)[0], storages)
     legacy_seed = pth_path.read_bytes()
     assert load_pth(str(pth_path), LIMITS)["c"] == 17
     st_path.write_bytes(wf.safetensors_bytes(*_safetensors_seed()))
@@ -214,10 +266,10 @@ def test_mutated_weight_files_load_or_are_refused_in_one_line(tmp_path, seed):
             tracemalloc.reset_peak()
             signal.setitimer(signal.ITIMER_REAL, SECONDS_PER_CASE)
             try:
-                reader(str(path), LIMITS)
-                outcome = "loaded"
+                loaded = reader(str(path), LIMITS)
+                outcome, message = "loaded", ""
             except WeightFileError as error:
-                message = str(error)
+                loaded, message = None, str(error)
                 assert "\n" not in message and str(path) in message, (where, message)
                 outcome = "refused"
                 reasons.add(re.sub(r"[0-9,]+", "N", message.split(": ", 1)[1])[:60])
@@ -228,6 +280,13 @@ def test_mutated_weight_files_load_or_are_refused_in_one_line(tmp_path, seed):
                 signal.setitimer(signal.ITIMER_REAL, 0)
             peak = tracemalloc.get_traced_memory()[1]
             assert peak < MAX_PEAK_BYTES, f"{where}: {peak:,} bytes held"
+            tracemalloc.stop()  # the independent readers are not ours to measure
+            if kind == "safetensors":
+                _agrees_with_the_reference(content, loaded, message, where)
+            elif loaded is not None and torch is not None and kind != "zip archive":
+                # (a damaged zip member we never read, such as `version`, torch refuses)
+                _agrees_with_torch(path, loaded, where)
+            tracemalloc.start()
             outcomes[kind, outcome] = outcomes.get((kind, outcome), 0) + 1
     finally:
         tracemalloc.stop()

@@ -109,9 +109,13 @@ def test_bfloat16_storage_is_read_as_bfloat16(tmp_path):
 
 def test_legacy_format_written_by_hand_is_read(tmp_path):
     storage = np.arange(6, dtype="<f4")
-    payload = wf.tensor_pickle("FloatStorage", "7", 6, 2, (2, 2), (2, 1))
+    payload = wf.tensor_pickle("FloatStorage", "7", 6, 2, (2, 2), (2, 1), legacy=True)
     state = pth.load_pth(str(wf.legacy_pth(tmp_path / "w.pth", payload, {"7": storage})))
     np.testing.assert_array_equal(state["w"], [[2, 3], [4, 5]])
+    # Each format has its own storage record: the zip one is refused in a legacy file.
+    zip_record = wf.tensor_pickle("FloatStorage", "7", 6, 2, (2, 2), (2, 1))
+    path = wf.legacy_pth(tmp_path / "z.pth", zip_record, {"7": storage})
+    refusal(path, "persistent record that is not a storage")
 
 
 def test_both_torch_formats_round_trip(tmp_path):
@@ -357,7 +361,7 @@ def test_big_endian_archive_is_refused(tmp_path):
 
 
 def test_legacy_storage_with_a_wrong_element_count_is_refused(tmp_path):
-    payload = wf.tensor_pickle("FloatStorage", "7", 6, 0, (6,), (1,))
+    payload = wf.tensor_pickle("FloatStorage", "7", 6, 0, (6,), (1,), legacy=True)
     storages = {"7": np.arange(6, dtype="<f4")}
     path = wf.legacy_pth(tmp_path / "w.pth", payload, storages, numels={"7": 2**40})
     refusal(path, "storage 7 does not have its recorded size")

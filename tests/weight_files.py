@@ -51,18 +51,11 @@ def binget(index) -> bytes:
     return b"h" + bytes([index]) if index < 256 else b"j" + struct.pack("<I", index)
 
 
-def storage(key, numel, storage_type="FloatStorage") -> bytes:
-    """A persistent storage record, as torch's zip format writes it."""
-    return (
-        MARK
-        + atom("storage")
-        + glob("torch", storage_type)
-        + atom(key)
-        + atom("cpu")
-        + atom(numel)
-        + TUPLE
-        + BINPERSID
-    )
+def storage(key, numel, storage_type="FloatStorage", legacy=False) -> bytes:
+    """A persistent storage record, as torch's zip format writes it (the legacy format adds
+    the view it names, None)."""
+    fields = atom("storage") + glob("torch", storage_type) + atom(key) + atom("cpu") + atom(numel)
+    return MARK + fields + (atom(None) if legacy else b"") + TUPLE + BINPERSID
 
 
 def ordered_dict() -> bytes:
@@ -70,7 +63,14 @@ def ordered_dict() -> bytes:
 
 
 def tensor(
-    key, numel, offset, size, stride, storage_type="FloatStorage", rebuild="_rebuild_tensor_v2"
+    key,
+    numel,
+    offset,
+    size,
+    stride,
+    storage_type="FloatStorage",
+    rebuild="_rebuild_tensor_v2",
+    legacy=False,
 ) -> bytes:
     """torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())
     (`rebuild="_rebuild_tensor"`: the four-argument form of files saved before torch 0.4)."""
@@ -78,7 +78,7 @@ def tensor(
     return (
         glob("torch._utils", rebuild)
         + MARK
-        + storage(key, numel, storage_type)
+        + storage(key, numel, storage_type, legacy)
         + atom(offset)
         + atom(tuple(size))
         + atom(tuple(stride))
@@ -94,9 +94,12 @@ def state_pickle(entries: dict) -> bytes:
     return PROTO2 + ordered_dict() + MARK + items + SETITEMS + STOP
 
 
-def tensor_pickle(storage_type, key, numel, offset, size, stride, rebuild="_rebuild_tensor_v2"):
+def tensor_pickle(
+    storage_type, key, numel, offset, size, stride, rebuild="_rebuild_tensor_v2", legacy=False
+):
     """The pickle of a one-tensor state dict {"w": tensor}."""
-    return state_pickle({"w": tensor(key, numel, offset, size, stride, storage_type, rebuild)})
+    record = tensor(key, numel, offset, size, stride, storage_type, rebuild, legacy)
+    return state_pickle({"w": record})
 
 
 def zip_pth(path, payload: bytes, storages: dict | None = None, byteorder="little"):

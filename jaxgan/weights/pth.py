@@ -165,10 +165,19 @@ def _tensor_record(machine, ref, offset, size, stride):
 
 
 def _rebuild_tensor(machine, args):
-    """torch._utils._rebuild_tensor(storage, offset, size, stride) and _v2's extra
-    (requires_grad, backward_hooks[, metadata]), which carry nothing a weight needs."""
-    if not 4 <= len(args) <= 7:
-        machine.fail(f"rebuilds a tensor from {len(args)} arguments (torch passes 4 to 7)")
+    """torch._utils._rebuild_tensor(storage, offset, size, stride)."""
+    if len(args) != 4:
+        machine.fail(f"rebuilds a tensor from {len(args)} arguments (_rebuild_tensor takes 4)")
+    return machine.add_tensor(_tensor_record(machine, *args))
+
+
+def _rebuild_tensor_v2(machine, args):
+    """torch._utils._rebuild_tensor_v2: the same four, then requires_grad, backward_hooks and
+    optional metadata, which carry nothing a weight needs."""
+    if len(args) not in (6, 7):
+        machine.fail(
+            f"rebuilds a tensor from {len(args)} arguments (_rebuild_tensor_v2 takes 6 or 7)"
+        )
     return machine.add_tensor(_tensor_record(machine, *args[:4]))
 
 
@@ -188,10 +197,10 @@ def _ordered_dict(machine, args):
 
 ALLOWED_GLOBALS = {
     ("collections", "OrderedDict"): _Global("collections.OrderedDict", _ordered_dict),
-    **{
-        ("torch._utils", name): _Global(f"torch._utils.{name}", _rebuild_tensor)
-        for name in ("_rebuild_tensor", "_rebuild_tensor_v2")
-    },
+    ("torch._utils", "_rebuild_tensor"): _Global("torch._utils._rebuild_tensor", _rebuild_tensor),
+    ("torch._utils", "_rebuild_tensor_v2"): _Global(
+        "torch._utils._rebuild_tensor_v2", _rebuild_tensor_v2
+    ),
     **{
         ("torch._utils", name): _Global(f"torch._utils.{name}", _rebuild_parameter)
         for name in ("_rebuild_parameter", "_rebuild_parameter_with_state")
@@ -204,8 +213,9 @@ _KEY_TYPES = (str, int, float, bool, bytes, type(None))
 class _Machine:
     """Runs the pickles of one file; collects its storages and tensor records."""
 
-    def __init__(self, path, limits: Limits):
+    def __init__(self, path, limits: Limits, legacy: bool):
         self.path, self.limits = path, limits
+        self.record_length = 6 if legacy else 5  # the legacy format adds a view to a storage
         self.opcodes = 0  # over all pickles of the file
         self.storages = {}  # key -> _Storage
         self.tensors = []  # every tensor record, in the order the pickle made them
@@ -221,7 +231,7 @@ class _Machine:
 
     def persistent_load(self, pid):
         """('storage', storage type, key, location, numel[, view]) -> _StorageRef."""
-        if not (type(pid) is tuple and len(pid) in (5, 6) and pid[0] == "storage"):
+        if not (type(pid) is tuple and len(pid) == self.record_length and pid[0] == "storage"):
             self.fail("holds a persistent record that is not a storage")
         _, storage_type, key, location, numel = pid[:5]
         if not isinstance(storage_type, _StorageType):
@@ -582,7 +592,7 @@ def _load_zip(file, path, limits):
         data = _read_member(archive, archive.getinfo(pickles[0]), limits.pickle_bytes, path)
     except _ZIP_ERRORS as error:
         raise _zip_error(path, error) from None
-    machine = _Machine(path, limits)
+    machine = _Machine(path, limits, legacy=False)
     root, _ = machine.run(data, 0)
     state = machine.state_dict(root)
 
@@ -613,7 +623,7 @@ def _load_zip(file, path, limits):
 def _load_legacy(file, path, limits):
     size = file_size(file)
     data = file.read(min(size, limits.pickle_bytes))
-    machine = _Machine(path, limits)
+    machine = _Machine(path, limits, legacy=True)
     try:
         magic, pos = machine.run(data, 0)
     except UnsafePickleError:
