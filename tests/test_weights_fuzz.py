@@ -8,7 +8,8 @@ and a `.pth` we accept is loaded by torch (where installed) to the same arrays.
 Mutations: byte flips, truncations, insertions, deletions and copied spans; inside a `.pth`'s
 pickle, opcode arguments replaced by hostile integers and opcodes replaced by others; inside a
 safetensors header, fields set to random JSON values, removed or added, shapes and dtypes
-changed with the offsets and data region rebuilt to match, and the header length rewritten.
+changed with the offsets and data region rebuilt to match, and the header length rewritten;
+in both, numbers moved by a little (the near misses that off-by-one checks let through).
 The readers run with tiny caps, so "within the caps" is a few hundred kilobytes.
 """
 
@@ -91,8 +92,9 @@ def _mutate_pickle(payload: bytes, rng: random.Random) -> bytes:
         return _mutate_bytes(payload, rng)
     _, arg, position = rng.choice(ops)
     end = next((p for _, _, p in ops if p > position), len(payload))
-    if rng.random() < 0.5 and isinstance(arg, int):
-        replacement = wf.atom(rng.choice(HOSTILE_INTS))
+    if rng.random() < 0.6 and isinstance(arg, int):  # a near miss, or a hostile number
+        nudged = arg + rng.choice([-3, -2, -1, 1, 2, 3])
+        replacement = wf.atom(nudged if rng.random() < 0.6 else rng.choice(HOSTILE_INTS))
     elif rng.random() < 0.5:
         replacement = bytes([rng.choice(OPCODES)])
         if replacement in b"hq":  # BINGET / BINPUT take a one-byte memo index
@@ -136,7 +138,7 @@ def _safetensors_seed() -> tuple[dict, bytes]:
 
 def _mutate_safetensors(header: dict, data: bytes, rng: random.Random) -> bytes:
     header = json.loads(json.dumps(header))
-    kind = rng.randrange(5)
+    kind = rng.randrange(6)
     if kind == 0:  # set, remove or add a field of a tensor
         name = rng.choice([*header, "new"])
         entry = header.setdefault(name, {})
@@ -163,6 +165,11 @@ def _mutate_safetensors(header: dict, data: bytes, rng: random.Random) -> bytes:
                 nbytes = min(int(np.prod(entry["shape"], dtype=object)) * itemsize, 64)
                 entry["data_offsets"] = [len(data), len(data) + nbytes]
                 data += rng.randbytes(nbytes)
+    elif kind == 5:  # a near miss: one dimension or offset moved a little
+        entry = header[rng.choice([n for n in header if n != "__metadata__"])]
+        values = entry[rng.choice(["shape", "data_offsets"])]
+        if values:
+            values[rng.randrange(len(values))] += rng.choice([-8, -4, -1, 1, 4, 8])
     elif kind == 2:  # resize the data region
         data = data[: rng.randrange(len(data) + 1)] + rng.randbytes(rng.choice([0, 0, 4, 8]))
     raw = wf.safetensors_bytes(header, data)
