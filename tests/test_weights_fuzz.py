@@ -9,7 +9,9 @@ Mutations: byte flips, truncations, insertions, deletions and copied spans; insi
 pickle, opcode arguments replaced by hostile integers and opcodes replaced by others; inside a
 safetensors header, fields set to random JSON values, removed or added, shapes and dtypes
 changed with the offsets and data region rebuilt to match, and the header length rewritten;
-in both, numbers moved by a little (the near misses that off-by-one checks let through).
+in both, numbers moved by a little (the near misses that off-by-one checks let through). Besides
+the random mutations, sweeps edit every integer of the pickle, every number of the header and
+every size recorded in the zip directory, one edit per file.
 The readers run with tiny caps, so "within the caps" is a few hundred kilobytes.
 """
 
@@ -212,6 +214,22 @@ def _header_sweep(header: dict, data: bytes):
             yield wf.safetensors_bytes(edited, resized)
 
 
+def _zip_sweep(archive: bytes):
+    """Each member's recorded sizes (compressed and not, in its central directory entry)
+    moved a little or made huge, one edit per file; all but `version`, which only torch reads."""
+    entry = archive.find(b"PK\x01\x02")
+    while entry >= 0:
+        (name_length,) = struct.unpack_from("<H", archive, entry + 28)
+        name = archive[entry + 46 : entry + 46 + name_length]
+        for field in (20, 24) if name != b"archive/version" else ():  # compressed, uncompressed
+            (size,) = struct.unpack_from("<I", archive, entry + field)
+            for value in (0, size - 1, size + 1, size + 4, 2**30, 2**32 - 1):
+                edited = bytearray(archive)
+                struct.pack_into("<I", edited, entry + field, max(value, 0))
+                yield bytes(edited)
+        entry = archive.find(b"PK\x01\x02", entry + 4)
+
+
 def _cases(seed: int, zip_seed: bytes, legacy_seed: bytes):
     """(kind, index, content) for every case, from one seeded generator: for "zip pickle" the
     mutated data.pkl (the archive around it stays valid), else the mutated file."""
@@ -222,6 +240,8 @@ def _cases(seed: int, zip_seed: bytes, legacy_seed: bytes):
         yield "pickle sweep", index, mutated
     for index, mutated in enumerate(_header_sweep(header, data)):
         yield "header sweep", index, mutated
+    for index, mutated in enumerate(_zip_sweep(zip_seed)):
+        yield "zip sweep", index, mutated
     for index in range(CASES["zip pickle"]):
         mutated = payload
         for _ in range(rng.randint(1, 3)):
@@ -341,3 +361,5 @@ def test_mutated_weight_files_load_or_are_refused_in_one_line(tmp_path, seed):
     for kind in [*CASES, "pickle sweep", "header sweep"]:
         assert outcomes.get((kind, "refused"), 0) > CASES.get(kind, 100) // 4, outcomes
         assert outcomes.get((kind, "loaded"), 0) > 0, outcomes
+    # Every size recorded in the zip directory matters: each edit is refused.
+    assert outcomes[("zip sweep", "refused")] == sum(1 for _ in _zip_sweep(zip_seed)), outcomes

@@ -556,9 +556,17 @@ def _check_zip_directory(file, path, limits):
         )
 
 
-def _read_member(archive, info, cap, path) -> bytes:
+def _check_member(info, archive_bytes, path) -> None:
+    """A member's recorded sizes must fit the archive (and agree, when it is stored as is)."""
+    stored = info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size
+    if stored or info.header_offset + info.compress_size > archive_bytes:
+        raise WeightFileError(path, f"its zip directory records wrong sizes for {info.filename}")
+
+
+def _read_member(archive, info, cap, path, archive_bytes) -> bytes:
     """A small zip member's bytes. Its sizes are checked first: zipfile's read() of a whole
     member allocates what the member's recorded compressed size says, up to 2 GB."""
+    _check_member(info, archive_bytes, path)
     if info.file_size > cap:
         raise WeightFileError(
             path, f"its {info.filename} of {info.file_size:,} bytes exceeds the cap of {cap:,}"
@@ -573,6 +581,7 @@ def _read_member(archive, info, cap, path) -> bytes:
 def _load_zip(file, path, limits):
     try:
         _check_zip_directory(file, path, limits)
+        archive_bytes = file_size(file)
         archive = zipfile.ZipFile(file)
         names = archive.namelist()
         pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
@@ -582,14 +591,16 @@ def _load_zip(file, path, limits):
             )
         prefix = pickles[0][: -len("data.pkl")]
         if prefix + "byteorder" in names:
-            order = _read_member(archive, archive.getinfo(prefix + "byteorder"), 16, path)
+            info = archive.getinfo(prefix + "byteorder")
+            order = _read_member(archive, info, 16, path, archive_bytes)
             if order.strip() != b"little":
                 raise WeightFileError(
                     path,
                     "it was saved big-endian (or names an unknown byte order)",
                     advice="re-save it on a little-endian machine",
                 )
-        data = _read_member(archive, archive.getinfo(pickles[0]), limits.pickle_bytes, path)
+        info = archive.getinfo(pickles[0])
+        data = _read_member(archive, info, limits.pickle_bytes, path, archive_bytes)
     except _ZIP_ERRORS as error:
         raise _zip_error(path, error) from None
     machine = _Machine(path, limits, legacy=False)
@@ -609,6 +620,7 @@ def _load_zip(file, path, limits):
                 f"{expected:,}",
                 tensor,
             )
+        _check_member(info, archive_bytes, path)
         flat = np.empty(storage.numel, storage.dtype)
         try:
             with archive.open(info) as member:
