@@ -99,6 +99,18 @@ def test_zip_tensor_record_is_rebuilt_with_offset_and_strides(tmp_path, rebuild)
     assert state["w"].dtype == np.float32
 
 
+@pytest.mark.parametrize("rebuild", ["_rebuild_tensor_v2", "_rebuild_tensor"])
+def test_rebuild_functions_take_torchs_argument_counts(tmp_path, rebuild):
+    """_rebuild_tensor takes (storage, offset, size, stride); _v2 adds requires_grad,
+    backward_hooks and optional metadata. A record of the other form is malformed."""
+    other = "_rebuild_tensor" if rebuild == "_rebuild_tensor_v2" else "_rebuild_tensor_v2"
+    record = wf.tensor("0", 4, 0, (4,), (1,), rebuild=other).replace(
+        other.encode() + b"\n", rebuild.encode() + b"\n"
+    )
+    path = wf.zip_pth(tmp_path / "w.pth", wf.state_pickle({"w": record}), {"0": bytes(16)})
+    refusal(path, f"arguments \\({rebuild} takes")
+
+
 def test_bfloat16_storage_is_read_as_bfloat16(tmp_path):
     values = np.array([1.5, -2.0, 3.25], ml_dtypes.bfloat16)
     payload = wf.tensor_pickle("BFloat16Storage", "0", 3, 0, (3,), (1,))
