@@ -20,6 +20,7 @@ TF_FREE = [
     "jaxgan.models.inception",
     "jaxgan.weights",
     "jaxgan.weights.bounds",
+    "jaxgan.weights.torch_pickle",
     "jaxgan.weights.pth",
     "jaxgan.weights.safetensors",
     "jaxgan.weights.source",

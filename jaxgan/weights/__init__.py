@@ -2,7 +2,8 @@
 
 - `bounds`: the caps on what a weight file may ask for, and `WeightFileError`, the one error
   every refusal raises (one line: the file, the tensor, the reason);
-- `pth` and `safetensors`: readers that use no framework and run no code from the file;
+- `torch_pickle`: an interpreter of torch's pickles that runs no code and checks every tensor
+  record; `pth` and `safetensors`: the readers of the two file kinds, using no framework;
 - `source`: which reader a file needs, and torchvision's file-name hash check;
 - `mapping`: torchvision / timm keys to our Flax variables, per architecture;
 - `pretrained`: `convert_file` writes a converted checkpoint, `load_pretrained` puts one into
