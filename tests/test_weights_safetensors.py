@@ -54,7 +54,8 @@ HOSTILE = [
     ("a shape that is a string", {"w": _entry(shape="2,2")}, DATA, "shape is not a list"),
     ("an unknown dtype", {"w": _entry(dtype="F31")}, DATA, "dtype F31 is not one of"),
     ("an entry that is a list", {"w": [F32]}, DATA, "entry is a JSON array"),
-    ("string metadata values", {"__metadata__": {"a": 1}, "w": F32}, DATA, "__metadata__"),
+    ("metadata values not strings", {"__metadata__": {"a": 1}, "w": F32}, DATA, "__metadata__"),
+    ("metadata that is false", {"__metadata__": False, "w": F32}, DATA, "__metadata__"),
     ("a huge shape", {"w": _entry(shape=[2**40, 2**40])}, DATA, "exceeds the cap"),
     (
         "a huge empty shape",
@@ -152,8 +153,8 @@ def test_every_dtype_round_trips_with_the_reference_writer(tmp_path):
         np.testing.assert_array_equal(loaded[name], expected, name)
 
 
-def test_header_padding_and_empty_tensors_are_accepted_as_the_reference_does(tmp_path):
-    header = {"e": _entry(shape=[0], data_offsets=[0, 0]), "w": F32}
+def test_header_padding_null_metadata_and_empty_tensors_are_read_as_the_reference_does(tmp_path):
+    header = {"__metadata__": None, "e": _entry(shape=[0], data_offsets=[0, 0]), "w": F32}
     raw = json.dumps(header).encode() + b"   "  # writers pad the header to 8 bytes
     path = _write(tmp_path, raw, DATA)
     ours, reference = load_safetensors(str(path)), reference_load(str(path))

@@ -3,7 +3,7 @@
 The layout: an unsigned 64-bit little-endian header length N, N bytes of JSON, then the data
 region. The header is validated as the reference implementation (the `safetensors` crate)
 does, before any tensor is allocated: a JSON object of bounded size whose nesting the parser
-bounds; an optional `__metadata__` object of strings; for every other key an object with a
+bounds; an optional (or null) `__metadata__` object of strings; for every other key an object with a
 known `dtype` string, a `shape` list of non-negative integers and `data_offsets`, two
 non-negative integers, begin <= end, spanning exactly shape product x item size bytes. Sorted
 by offset, the tensors must tile the data region: the first starts at 0, each starts where the
@@ -148,8 +148,10 @@ def load_safetensors(path, limits: Limits = DEFAULT_LIMITS) -> dict:
         if 8 + header_bytes > size:
             raise WeightFileError(path, "its header runs past the end of the file")
         header = _parse_header(file.read(header_bytes), path)
-        metadata = header.pop(METADATA_KEY, {})
-        if type(metadata) is not dict or not all(type(v) is str for v in metadata.values()):
+        metadata = header.pop(METADATA_KEY, None)  # absent or null, as the reference allows
+        if metadata is not None and (
+            type(metadata) is not dict or not all(type(v) is str for v in metadata.values())
+        ):
             raise WeightFileError(path, f"its {METADATA_KEY} is not an object of strings")
         if len(header) > limits.tensors:
             raise WeightFileError(

@@ -4,7 +4,7 @@ Python's own unpickler is unfit for a file from outside even with an allow-list:
 objects without their constructor (`NEWOBJ`), sets any attribute on them (`BUILD`), and its C
 implementation sizes its memo from a number in the file (ten bytes of pickle can take
 gigabytes). `PickleMachine` knows only the data opcodes a state dict needs; `NEWOBJ`, `INST`,
-`OBJ`, extensions and `DUP` are refused, `BUILD` is accepted on a dict only (torch attaches
+`OBJ`, extensions, `DUP` and `POP` are refused, `BUILD` is accepted on a dict only (torch attaches
 `_metadata` that way) and does nothing. The only globals it resolves are
 `collections.OrderedDict`, the tensor-rebuild functions and the storage types, each mapped to a
 function here that checks its arguments; no object of the file is ever called, constructed or
@@ -157,20 +157,32 @@ def _rebuild_tensor(machine, args):
     return machine.add_tensor(_tensor_record(machine, *args))
 
 
+def _check_autograd_fields(machine, requires_grad, backward_hooks, *extra):
+    """requires_grad, backward_hooks and optional metadata or state carry nothing a weight
+    needs, but they must be what torch writes (torch refuses them otherwise)."""
+    if type(requires_grad) is not bool or type(backward_hooks) is not dict:
+        machine.fail("rebuilds a tensor with a malformed requires_grad or backward_hooks")
+    if extra and extra[0] is not None and type(extra[0]) is not dict:
+        machine.fail("rebuilds a tensor with malformed metadata")
+
+
 def _rebuild_tensor_v2(machine, args):
     """torch._utils._rebuild_tensor_v2: the same four, then requires_grad, backward_hooks and
-    optional metadata, which carry nothing a weight needs."""
+    optional metadata."""
     if len(args) not in (6, 7):
         machine.fail(
             f"rebuilds a tensor from {len(args)} arguments (_rebuild_tensor_v2 takes 6 or 7)"
         )
+    _check_autograd_fields(machine, *args[4:])
     return machine.add_tensor(_tensor_record(machine, *args[:4]))
 
 
 def _rebuild_parameter(machine, args):
-    """torch._utils._rebuild_parameter(_with_state): a Parameter is its data here."""
+    """torch._utils._rebuild_parameter(data, requires_grad, backward_hooks) and
+    _with_state's extra state: a Parameter is its data here."""
     if not 3 <= len(args) <= 4 or not isinstance(args[0], TensorRecord):
         machine.fail("rebuilds a Parameter from something other than a tensor")
+    _check_autograd_fields(machine, *args[1:])
     return args[0]
 
 
@@ -335,10 +347,6 @@ class PickleMachine:
                 return stack[0], pos
             elif op == 0x28:  # MARK
                 marks.append(len(stack))
-            elif op == 0x30:  # POP
-                pop()
-            elif op == 0x31:  # POP_MARK
-                pop_mark()
             elif op == 0x4E:  # NONE
                 stack.append(None)
             elif op == 0x88:  # NEWTRUE
