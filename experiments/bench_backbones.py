@@ -2,7 +2,8 @@
 
 One training step of the generator's BCE phase without the optimiser: train-mode forward
 (BatchNorm batch statistics, dropout), sigmoid cross-entropy against random labels, gradient
-with respect to every parameter. Batch 8 at the paper's input sizes (224, Inception-v3 299).
+with respect to every parameter. Batch 8 at the input size each backbone's ImageNet weights
+expect (`jaxgan.models.GENERATORS`).
 
     python experiments/bench_backbones.py --out=experiments/bench_backbones.md
 
@@ -20,15 +21,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgan.models.convert import build_model
-
-SIZES = {"vgg16": 224, "inception_v3": 299, "resnet101": 224, "resnet152": 224, "resnet50": 224}
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+from jaxgan.models import DTYPES, GENERATORS, build_generator
 
 
 def bench(arch, dtype_name, batch, iters, num_labels=80):
-    size = SIZES[arch]
-    model = build_model(arch, num_labels, dtype=DTYPES[dtype_name])
+    size = GENERATORS[arch].image_size
+    model = build_generator(arch, num_labels, dtype=DTYPES[dtype_name])
     key = jax.random.key(0)
     x = jax.random.normal(key, (batch, size, size, 3), jnp.float32)
     labels = (jax.random.uniform(jax.random.key(1), (batch, num_labels)) < 0.05).astype(jnp.float32)
@@ -71,7 +69,7 @@ def main():
         for dtype_name in args.dtypes.split(","):
             first, per_image = bench(arch, dtype_name, args.batch, args.iters)
             row = (
-                f"| {arch} | {SIZES[arch]} | {dtype_name} | {per_image * 1000:.0f} "
+                f"| {arch} | {GENERATORS[arch].image_size} | {dtype_name} | {per_image * 1000:.0f} "
                 f"| {per_image * args.batch:.2f} | {first:.1f} |"
             )
             print(row, flush=True)

@@ -6,6 +6,8 @@ backbone need; every field can be overridden on the command line (`--config.meth
 
 import ml_collections
 
+from jaxgan.models import GENERATORS
+
 
 def get_base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -70,25 +72,16 @@ def get_base_config() -> ml_collections.ConfigDict:
     return c
 
 
-# The paper's backbones (and the smaller torchvision ResNets) with the input each expects.
-BACKBONES = {
-    "vgg16": dict(image_size=224, normalization="imagenet"),
-    "inception_v3": dict(image_size=299, normalization="inception"),
-    "resnet18": dict(image_size=224, normalization="imagenet"),
-    "resnet34": dict(image_size=224, normalization="imagenet"),
-    "resnet50": dict(image_size=224, normalization="imagenet"),
-    "resnet101": dict(image_size=224, normalization="imagenet"),
-    "resnet152": dict(image_size=224, normalization="imagenet"),
-}
-
-
 def set_backbone(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
-    """Points `config` at backbone `name` with the input size and normalisation it expects."""
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone variant {name!r}; choose one of {sorted(BACKBONES)}")
+    """Points `config` at backbone `name` with the input size and normalisation its ImageNet
+    weights expect (`jaxgan.models.GENERATORS`)."""
+    spec = GENERATORS.get(name)
+    if spec is None or spec.image_size is None:
+        variants = sorted(n for n, s in GENERATORS.items() if s.image_size is not None)
+        raise ValueError(f"unknown backbone variant {name!r}; choose one of {variants}")
     config.model.name = name
-    config.data.image_size = BACKBONES[name]["image_size"]
-    config.data.normalization = BACKBONES[name]["normalization"]
+    config.data.image_size = spec.image_size
+    config.data.normalization = spec.normalization
     return config
 
 

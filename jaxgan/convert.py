@@ -4,13 +4,15 @@
 
 `--src` is a torchvision `.pth` (read without torch, refusing any pickled code) or a timm /
 Hugging Face `.safetensors` file. The ImageNet head is dropped; training starts a fresh L-way one.
+A file that is damaged, crafted or does not fit the architecture is refused with one line
+(exit status 1). The work is done by `jaxgan.weights`.
 """
 
 import argparse
-import pickle
 import sys
 
-from jaxgan.models.convert import ARCHS, convert_file
+from jaxgan.weights import convert_file
+from jaxgan.weights.mapping import ARCHS
 
 
 def main(argv=None) -> int:
@@ -31,7 +33,7 @@ def main(argv=None) -> int:
         report = convert_file(
             args.src, args.arch, args.out, check_hash=not args.no_hash_check, force=args.force
         )
-    except (ValueError, pickle.UnpicklingError) as error:  # bad file or a refused pickle
+    except ValueError as error:  # a refused file (WeightFileError) or one that does not fit
         print(f"error: {error}", file=sys.stderr)
         return 1
     for line in report["renamed"]:

@@ -109,7 +109,7 @@ class Run:
         image = jnp.zeros((1, size, size, 3), jnp.float32)
         g_variables = self.generator.init({"params": g_key, "dropout": g_key}, image, train=False)
         if config.model.pretrained:
-            from jaxgan.models.convert import load_pretrained
+            from jaxgan.weights import load_pretrained
 
             g_variables = load_pretrained(config.model.pretrained, g_variables, config.model.name)
         features = self.generator.apply(g_variables, image, train=False, features_only=True)

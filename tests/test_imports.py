@@ -1,5 +1,6 @@
-"""The model, loss and step modules must import without TensorFlow (accelerator hosts may
-lack it); only jaxgan.data and the training loop that feeds from it may import it."""
+"""The model, loss, step and weight-converter modules must import without TensorFlow
+(accelerator hosts may lack it); only jaxgan.data and the training loop that feeds from it may
+import it. The converter must not need torch either."""
 
 import subprocess
 import sys
@@ -17,16 +18,23 @@ TF_FREE = [
     "jaxgan.models.discriminator",
     "jaxgan.models.vgg",
     "jaxgan.models.inception",
-    "jaxgan.models.convert",
+    "jaxgan.weights",
+    "jaxgan.weights.bounds",
+    "jaxgan.weights.torch_pickle",
+    "jaxgan.weights.pth",
+    "jaxgan.weights.safetensors",
+    "jaxgan.weights.source",
+    "jaxgan.weights.mapping",
+    "jaxgan.weights.pretrained",
     "jaxgan.convert",
 ]
 
 
-def test_core_modules_do_not_import_tensorflow():
+def test_core_modules_import_without_tensorflow_or_torch():
     code = (
         "import sys\n"
         + "".join(f"import {m}\n" for m in TF_FREE)
-        + "bad = sorted(m for m in sys.modules if m.startswith('tensorflow'))\n"
+        + "bad = sorted(m for m in sys.modules if m.startswith(('tensorflow', 'torch')))\n"
         + "assert not bad, bad[:5]\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

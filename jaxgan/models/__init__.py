@@ -1,42 +1,110 @@
-"""Generator registry: a config's `model.name` to a Flax module.
+"""The generator backbones: one spec each, and the one factory that builds them.
 
 Every generator is a Linen module called as
 `model.apply(variables, x, train=..., features_only=...)` on normalised float images `x` of
 shape [B, H, W, 3]. It returns float32 logits [B, L], or, with
 `features_only=True`, the pooled backbone features [B, F] (what f_ext uses). Its output layer is
 the submodule named `head`, so converted ImageNet weights load into everything else.
+
+`GENERATORS` is the only place the facts about a backbone are written down; configs
+(`base_config.set_backbone`), the weight converter (`jaxgan.weights`), the benchmarks and the
+tests read them from here.
 """
 
+import dataclasses
 import importlib
 
 import jax.numpy as jnp
 import ml_collections
 
-# name -> (module, constructor name). Constructors take (num_labels, dtype, width).
+PRETRAINED_WIDTH = 64  # the base channel count of every ImageNet backbone
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """What the rest of the project knows about one generator backbone."""
+
+    module: str  # the module that defines it
+    constructor: str  # its builder there: (num_labels, dtype[, width]) -> Linen module
+    feature_dim: int  # F, the width of its pooled features at width PRETRAINED_WIDTH
+    width_configurable: bool  # whether `model.width` scales its channels (ResNets)
+    min_image_size: int  # the smallest input side it accepts
+    # The input its ImageNet weights expect (None: no weights, any input). Inception-v3's
+    # weights take [-1, 1] pixels (see jaxgan/models/inception.py).
+    image_size: int | None
+    normalization: str | None
+    # torchvision's (and timm's) name for it: the converter's --arch. None: no ImageNet weights.
+    pretrained_arch: str | None
+
+    def features(self, width: int = PRETRAINED_WIDTH) -> int:
+        """F at `model.width=width`: a ResNet's features scale with its width."""
+        return (
+            self.feature_dim * width // PRETRAINED_WIDTH
+            if self.width_configurable
+            else self.feature_dim
+        )
+
+
+def _resnet(constructor, feature_dim):
+    imagenet = dict(image_size=224, normalization="imagenet", pretrained_arch=constructor)
+    return Backbone("jaxgan.models.resnet", constructor, feature_dim, True, 1, **imagenet)
+
+
 GENERATORS = {
-    "resnet_small": ("jaxgan.models.resnet", "resnet_small"),
-    "resnet18": ("jaxgan.models.resnet", "resnet18"),
-    "resnet34": ("jaxgan.models.resnet", "resnet34"),
-    "resnet50": ("jaxgan.models.resnet", "resnet50"),
-    "resnet101": ("jaxgan.models.resnet", "resnet101"),
-    "resnet152": ("jaxgan.models.resnet", "resnet152"),
-    "vgg16": ("jaxgan.models.vgg", "vgg16"),
-    "inception_v3": ("jaxgan.models.inception", "inception_v3"),
+    # A 3x3 stem without max-pool for 32-64 px images, trained from scratch.
+    "resnet_small": Backbone(
+        "jaxgan.models.resnet", "resnet_small", 512, True, 1, None, None, None
+    ),
+    "resnet18": _resnet("resnet18", 512),
+    "resnet34": _resnet("resnet34", 512),
+    "resnet50": _resnet("resnet50", 2048),
+    "resnet101": _resnet("resnet101", 2048),
+    "resnet152": _resnet("resnet152", 2048),
+    # Features: the 4096-d output of the second classifier layer.
+    "vgg16": Backbone("jaxgan.models.vgg", "vgg16", 4096, False, 32, 224, "imagenet", "vgg16"),
+    "inception_v3": Backbone(
+        "jaxgan.models.inception", "inception_v3", 2048, False, 75, 299, "inception", "inception_v3"
+    ),
+}
+
+# The backbones with ImageNet weights, by the name the converter and torchvision use.
+PRETRAINED = {
+    spec.pretrained_arch: name for name, spec in GENERATORS.items() if spec.pretrained_arch
 }
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+def backbone(name: str) -> Backbone:
+    """The spec of backbone `name` (a config's `model.name`)."""
+    if name not in GENERATORS:
+        raise ValueError(f"unknown model.name {name!r}; choose one of {sorted(GENERATORS)}")
+    return GENERATORS[name]
+
+
+def build_generator(name: str, num_labels: int, dtype=jnp.float32, width: int = PRETRAINED_WIDTH):
+    """The Linen module of backbone `name` with `num_labels` outputs."""
+    spec = backbone(name)
+    kwargs = {}
+    if spec.width_configurable:
+        kwargs["width"] = width
+    elif width != PRETRAINED_WIDTH:
+        configurable = sorted(n for n, s in GENERATORS.items() if s.width_configurable)
+        raise ValueError(
+            f"model.width={width} does not apply to {name}, whose width is fixed; set "
+            f"model.width={PRETRAINED_WIDTH} (widths apply to {', '.join(configurable)})"
+        )
+    build = getattr(importlib.import_module(spec.module), spec.constructor)
+    return build(num_labels, dtype=dtype, **kwargs)
+
+
 def create_generator(model_config: ml_collections.ConfigDict, num_labels: int):
     """Builds the generator named by `model_config.name` with `num_labels` outputs."""
-    if model_config.name not in GENERATORS:
-        raise ValueError(
-            f"unknown model.name {model_config.name!r}; choose one of {sorted(GENERATORS)}"
-        )
+    backbone(model_config.name)
     if model_config.dtype not in DTYPES:
         raise ValueError(
             f"unknown model.dtype {model_config.dtype!r}; choose one of {sorted(DTYPES)}"
         )
-    module_name, constructor = GENERATORS[model_config.name]
-    build = getattr(importlib.import_module(module_name), constructor)
-    return build(num_labels=num_labels, dtype=DTYPES[model_config.dtype], width=model_config.width)
+    return build_generator(
+        model_config.name, num_labels, DTYPES[model_config.dtype], model_config.width
+    )

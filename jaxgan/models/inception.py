@@ -190,9 +190,5 @@ class InceptionV3(nn.Module):
         return nn.Dense(self.num_labels, name="head")(x)
 
 
-def inception_v3(num_labels, dtype=jnp.float32, width=64, transform_input=False):
-    if width != 64:
-        raise ValueError(
-            f"model.width={width} applies to ResNets only; Inception-v3 needs width=64"
-        )
+def inception_v3(num_labels, dtype=jnp.float32, transform_input=False):
     return InceptionV3(num_labels, transform_input=transform_input, dtype=dtype)

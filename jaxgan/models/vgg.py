@@ -73,7 +73,5 @@ class VGG(nn.Module):
         return nn.Dense(self.num_labels, name="head")(features)
 
 
-def vgg16(num_labels, dtype=jnp.float32, width=64):
-    if width != 64:
-        raise ValueError(f"model.width={width} applies to ResNets only; VGG-16 needs width=64")
+def vgg16(num_labels, dtype=jnp.float32):
     return VGG(VGG16_LAYERS, num_labels, dtype=dtype)

@@ -1,4 +1,5 @@
-"""The converter and `load_pretrained` fail loudly, and say what to do (no torch needed).
+"""The converter and `load_pretrained` fail loudly, in one line, and say what to do (no torch
+needed).
 
 Checkpoints are written as safetensors in torchvision's key layout, built from the Flax
 model's own shapes, so these tests run without torch.
@@ -6,6 +7,8 @@ model's own shapes, so these tests run without torch.
 
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -13,11 +16,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import weight_files as wf
 from flax import traverse_util
 from safetensors.numpy import save_file
 
 from jaxgan import convert as cli
-from jaxgan.models.convert import backbone_shapes, build_model, load_pretrained, torch_key
+from jaxgan.weights import WeightFileError, load_pretrained
+from jaxgan.weights.mapping import backbone_shapes, build_model, torch_key
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def torchvision_state(arch, seed=0):
@@ -170,7 +177,8 @@ def test_converter_and_loader_run_without_torch_or_tensorflow(resnet18_file, tmp
         f"assert convert.main(['--arch=resnet18', '--src={folder / 'resnet18.safetensors'}',\n"
         f"                     '--out={tmp_path / 'out'}']) == 0\n"
         "import jax, jax.numpy as jnp\n"
-        "from jaxgan.models.convert import build_model, load_pretrained\n"
+        "from jaxgan.weights import load_pretrained\n"
+        "from jaxgan.weights.mapping import build_model\n"
         "model = build_model('resnet18', 5)\n"
         "shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),\n"
         "                                           train=False))\n"
@@ -179,3 +187,128 @@ def test_converter_and_loader_run_without_torch_or_tensorflow(resnet18_file, tmp
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile files: one line, exit status 1, no traceback
+
+
+def test_hostile_pth_is_one_line_through_python_m_jaxgan_convert(tmp_path):
+    """The command line itself, in a fresh interpreter: a negative storage offset."""
+    payload = wf.tensor_pickle("FloatStorage", "0", 4, -100, (2,), (100,))
+    src = wf.zip_pth(tmp_path / "evil.pth", payload, {"0": bytes(16)})
+    args = ["-m", "jaxgan.convert", "--arch=resnet18", f"--src={src}", f"--out={tmp_path / 'o'}"]
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert lines[0].startswith(f"error: refusing {src}: tensor 'w': its offset")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "name,content,reason",
+    [
+        (
+            "stride0.pth",
+            lambda p: wf.zip_pth(
+                p,
+                wf.tensor_pickle("FloatStorage", "0", 1, 0, (30000, 15000), (0, 0)),
+                {"0": b"0000"},
+            ),
+            "tensor 'w': its 1,800,000,000 bytes exceed the cap",
+        ),
+        (
+            "overlap.safetensors",
+            lambda p: p.write_bytes(
+                wf.safetensors_bytes(
+                    {
+                        "a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+                        "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]},
+                    },
+                    bytes(24),
+                )
+            ),
+            "tensor 'b': its bytes 8..24 overlap",
+        ),
+        ("list.safetensors", lambda p: p.write_bytes(wf.safetensors_bytes([])), "JSON array"),
+        ("notes.pth", lambda p: p.write_text("hello"), "not a torch checkpoint"),
+    ],
+)
+def test_hostile_files_are_one_line_through_the_converter(tmp_path, capsys, name, content, reason):
+    src = tmp_path / name
+    content(src)
+    assert _convert("resnet18", src, tmp_path / "out") == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and reason in captured.err, captured.err
+    assert captured.err.startswith(f"error: refusing {src}: ")
+
+
+@pytest.fixture(scope="module")
+def converted(resnet18_file, tmp_path_factory):
+    folder, _ = resnet18_file
+    out = tmp_path_factory.mktemp("converted") / "resnet18"
+    assert _convert("resnet18", folder / "resnet18.safetensors", out) == 0
+    return out
+
+
+def _one_line_refusal(path, fresh, name, match):
+    with pytest.raises(ValueError, match=match) as caught:
+        load_pretrained(str(path), fresh, name)
+    assert "\n" not in str(caught.value), str(caught.value)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    "metadata,match",
+    [
+        (b"[1, 2]", "does not name an arch"),
+        (b'{"arch": 18}', "does not name an arch"),
+        (b'{"arch": "\xff"}', "not a valid metadata file"),
+        (b"[" * 100_000, "not a valid metadata file"),
+        (b" " * (2 << 20), "larger than 1,048,576 bytes"),
+    ],
+)
+def test_load_pretrained_refuses_damaged_metadata_in_one_line(converted, tmp_path, metadata, match):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(converted, damaged)
+    (damaged / "pretrained.json").write_bytes(metadata)
+    _, fresh = _fresh("resnet18")
+    error = _one_line_refusal(damaged, fresh, "resnet18", match)
+    assert isinstance(error, WeightFileError) and "pretrained.json" in str(error)
+
+
+def test_load_pretrained_refuses_damaged_variables_in_one_line(converted, tmp_path):
+    _, fresh = _fresh("resnet18")
+    missing = tmp_path / "missing"
+    shutil.copytree(converted, missing)
+    shutil.rmtree(missing / "variables")
+    _one_line_refusal(missing, fresh, "resnet18", "variables: cannot read it")
+    truncated = tmp_path / "truncated"
+    shutil.copytree(converted, truncated)
+    for data_file in (truncated / "variables").rglob("d/*"):
+        data_file.write_bytes(data_file.read_bytes()[:100])
+    _one_line_refusal(truncated, fresh, "resnet18", "variables: cannot re")
+
+
+def test_load_pretrained_refuses_a_backbone_without_imagenet_weights(converted):
+    _, fresh = _fresh("resnet18")
+    _one_line_refusal(converted, fresh, "resnet_small", "resnet_small has no ImageNet weights")
+
+
+def test_load_pretrained_reports_an_orbax_failure_during_restore_in_one_line(
+    converted, monkeypatch
+):
+    """Damage that Orbax notices only while reading the arrays (an I/O error, a file changed
+    under it) is one line too, naming the directory."""
+    import orbax.checkpoint as ocp
+
+    def fail(*args, **kwargs):
+        raise OSError("Input/output error\nwhile reading chunk 7")
+
+    monkeypatch.setattr(ocp.StandardCheckpointer, "restore", fail)
+    _, fresh = _fresh("resnet18")
+    error = _one_line_refusal(converted, fresh, "resnet18", "variables: cannot restore it")
+    assert "Input/output error" in str(error)

@@ -3,11 +3,12 @@
 For each of the paper's backbones a torchvision model with random weights and random BatchNorm
 statistics is saved as `.pth` and as safetensors, converted with the CLI, loaded with
 `load_pretrained` and run in eval mode on the same images: logits and pooled features agree to
-1e-4 in float32. Inputs are reduced (ResNets 64 px, VGG-16 32 px, Inception-v3 its minimum
-75 px) but the architectures are the real, full-width ones.
+1e-4 in float32. Inputs are reduced (the smallest each backbone takes: VGG-16 32 px,
+Inception-v3 75 px; ResNets, which take any size, 64 px) but the architectures are the real,
+full-width ones. The backbone specs (`jaxgan.models.GENERATORS`) are checked against torchvision
+here too: feature width and the input size of the ImageNet weights.
 """
 
-import importlib
 import json
 import re
 
@@ -17,22 +18,21 @@ import numpy as np
 import pytest
 
 from jaxgan import convert as cli
-from jaxgan.models import GENERATORS
-from jaxgan.models.convert import build_model, convert_state_dict, load_pretrained
+from jaxgan.models import GENERATORS, PRETRAINED
+from jaxgan.models.inception import inception_v3
+from jaxgan.weights import load_pretrained
+from jaxgan.weights.mapping import ARCHS, build_model, convert_state_dict
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
-SIZES = {"resnet101": 64, "resnet152": 64, "vgg16": 32, "inception_v3": 75}
+PAPER = ("resnet101", "resnet152", "vgg16", "inception_v3")
+# The smallest input each backbone takes; 64 px for the ResNets, which take any.
+SIZES = {a: GENERATORS[a].min_image_size if GENERATORS[a].min_image_size > 1 else 64 for a in PAPER}
 TOLERANCE = 1e-4
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
-def _constructor(name):
-    module, constructor = GENERATORS[name]
-    return getattr(importlib.import_module(module), constructor)
 
 
 def _nchw(x):
@@ -263,7 +263,7 @@ def test_inception_transform_input_matches_torchvision_pretrained_setting(case):
     kernel, bias = case["head"]
     pixels = x * IMAGENET_STD + IMAGENET_MEAN  # x read as ImageNet-normalised images
     for transform_input, inputs in ((False, (pixels - 0.5) / 0.5), (True, x)):
-        flax_model = _constructor("inception_v3")(1000, transform_input=transform_input)
+        flax_model = inception_v3(1000, transform_input=transform_input)
         variables = load_pretrained(
             str(folder / "from_pth"), fresh_variables(flax_model, 75), "inception_v3"
         )
@@ -287,3 +287,21 @@ def test_smaller_resnets_have_torchvision_parameter_counts_and_keys(arch):
     state = {k: v.numpy() for k, v in reference.state_dict().items()}
     _, report = convert_state_dict(state, arch)
     assert len(report["mapped"]) + len(report["ignored"]) == len(state)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_backbone_spec_agrees_with_torchvision(arch):
+    """Feature width, input size and smallest input as torchvision states them (its weights'
+    metadata; the model built on the meta device, so nothing is allocated)."""
+    spec = GENERATORS[PRETRAINED[arch]]
+    weights = torchvision.models.get_model_weights(spec.pretrained_arch).DEFAULT
+    kwargs = {"init_weights": False} if arch == "inception_v3" else {}
+    with torch.device("meta"):
+        reference = torchvision.models.get_model(spec.pretrained_arch, weights=None, **kwargs)
+    head = reference.classifier[6] if arch == "vgg16" else reference.fc
+    assert spec.features() == head.in_features
+    assert [spec.image_size] == weights.transforms().crop_size
+    assert (spec.min_image_size,) * 2 == weights.meta["min_size"]
+    if spec.normalization == "imagenet":
+        np.testing.assert_allclose(weights.transforms().mean, IMAGENET_MEAN)
+        np.testing.assert_allclose(weights.transforms().std, IMAGENET_STD)
