@@ -280,6 +280,19 @@ def test_names_outside_the_folder_are_refused_alike_whether_or_not_they_exist(tm
     assert not os.path.exists(tmp_path / "tfds")  # refused before any build
 
 
+def test_names_inside_the_folder_pass_however_they_spell_it(tmp_path):
+    real = tmp_path / "disk" / "photos"
+    real.mkdir(parents=True)
+    os.symlink(real, tmp_path / "photos")  # the folder is given through a link
+    (real / "sub").mkdir()
+    for name in ("a.jpg", "sub/b.jpg"):
+        (real / name).write_bytes(b"x")
+    names = ["a.jpg", "./sub/b.jpg", str(real / "c.jpg"), str(tmp_path / "photos" / "d.jpg")]
+    records = [labels_file.Record(n, (1,), None, i) for i, n in enumerate(names)]
+    resolved = labels_file.resolve_files("l.csv", records, str(tmp_path / "photos"))
+    assert resolved == [str(real / n) for n in ("a.jpg", "sub/b.jpg", "c.jpg", "d.jpg")]
+
+
 def test_allow_outside_paths_reads_them_but_never_a_device(tmp_path):
     image_dir, outside = tmp_path / "photos", tmp_path / "elsewhere"
     names = good_folder(image_dir, n=9)

@@ -97,11 +97,15 @@ def resolve_files(
     way, so the message never tells whether a path outside exists. Two names for one file
     (same resolved path, or the same inode for hard links) are refused as a duplicate.
     """
-    root = os.path.realpath(image_dir)
+    folder, root = os.path.abspath(image_dir), os.path.realpath(image_dir)
     resolved, outside = [], []
     for r in records:
-        joined = os.path.normpath(os.path.join(root, r.file))
-        if not allow_outside_paths and not image_files.is_inside(joined, root):
+        joined = os.path.normpath(os.path.join(folder, r.file))
+        lexically_inside = image_files.is_inside(joined, folder) or image_files.is_inside(
+            joined,
+            root,  # an absolute name may spell the folder either way
+        )
+        if not allow_outside_paths and not lexically_inside:
             outside.append(r)  # decided from the name alone
             resolved.append(None)
             continue
