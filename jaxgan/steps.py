@@ -57,6 +57,24 @@ def _key(state: TrainState, stream: int, counter: jax.Array) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(state.key(), stream), counter)
 
 
+def supervised_keys(state: TrainState) -> dict[str, jax.Array]:
+    """The randomness of the supervised update at `state.step`: G's dropout."""
+    return {"dropout": _key(state, BCE_STREAM, state.step)}
+
+
+def critic_keys(state: TrainState) -> dict[str, jax.Array]:
+    """The randomness of the critic update at `state.d_step`: the sample ŷ, G's dropout while
+    drawing it, and ε of the gradient penalty's interpolation."""
+    sample, dropout, eps = jax.random.split(_key(state, CRITIC_STREAM, state.d_step), 3)
+    return {"sample": sample, "dropout": dropout, "eps": eps}
+
+
+def generator_keys(state: TrainState) -> dict[str, jax.Array]:
+    """The randomness of the generator update at `state.step`: the sample ŷ and G's dropout."""
+    sample, dropout = jax.random.split(_key(state, GENERATOR_STREAM, state.step))
+    return {"sample": sample, "dropout": dropout}
+
+
 def _generator_train(ctx: StepContext, params, batch_stats, images, key):
     """G in training mode: logits and the batch statistics it would write."""
     logits, updates = ctx.generator.apply(
@@ -96,7 +114,7 @@ def _apply_gradients(tx, grads, opt_state, params):
 
 def bce_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[TrainState, dict]:
     """Phase 1: one update of G on the BCE loss alone."""
-    key = _key(state, BCE_STREAM, state.step)
+    key = supervised_keys(state)["dropout"]
 
     def loss_fn(params):
         logits, batch_stats = _generator_train(
@@ -122,7 +140,8 @@ def discriminator_step(
     real labels with ŷ at the same images. Mismatched pairs pair each image of the third batch
     with the label set of another image of it. G (its batch statistics included) stays fixed.
     """
-    sample_key, dropout_key, eps_key = jax.random.split(_key(state, CRITIC_STREAM, state.d_step), 3)
+    keys = critic_keys(state)
+    sample_key, dropout_key, eps_key = keys["sample"], keys["dropout"], keys["eps"]
     matched, generated, mismatched = (batches[k] for k in ("matched", "generated", "mismatched"))
 
     logits, _ = _generator_train(
@@ -154,7 +173,8 @@ def discriminator_step(
 
 def generator_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[TrainState, dict]:
     """One update of G on Eq. 2: −E D(ŷ, x) + α·BCE, ŷ a differentiable sample of G(x)."""
-    sample_key, dropout_key = jax.random.split(_key(state, GENERATOR_STREAM, state.step))
+    keys = generator_keys(state)
+    sample_key, dropout_key = keys["sample"], keys["dropout"]
     features = _features(ctx, state, batch["image"])
     critic = _critic(ctx, state.d_params)
 

@@ -1,6 +1,5 @@
 """The training loop: build the state, restore, run both phases, evaluate, checkpoint, log."""
 
-import functools
 import json
 import os
 import time
@@ -13,6 +12,7 @@ import optax
 from jaxgan import metrics as metrics_lib
 from jaxgan import parallel, steps
 from jaxgan.checkpoint import Checkpointer, metadata
+from jaxgan.compiled import compile_steps
 from jaxgan.data import input_pipeline
 from jaxgan.data.datasets import get_source
 from jaxgan.models import create_generator
@@ -85,25 +85,10 @@ class Run:
         self.state = self._init_state(g_tx, d_tx)
         self.meta = metadata(config, self.num_labels)
         self.checkpointer = Checkpointer(workdir, config.schedule.keep_checkpoints)
-        repl, data = parallel.replicated(self.mesh), parallel.batch_sharded(self.mesh)
-        self.data_sharding = data
-        self.stacked_sharding = parallel.batch_sharded(self.mesh, leading_axes=1)
-        jit = functools.partial(jax.jit, donate_argnums=0)
-        self.bce_step = jit(
-            functools.partial(steps.bce_step, ctx=self.ctx),
-            in_shardings=(repl, data),
-            out_shardings=(repl, repl),
-        )
-        self.adversarial_step = jit(
-            functools.partial(steps.adversarial_step, ctx=self.ctx),
-            in_shardings=(repl, self.stacked_sharding, data),
-            out_shardings=(repl, repl),
-        )
-        self.eval_step = jax.jit(
-            functools.partial(steps.eval_step, ctx=self.ctx),
-            in_shardings=(repl, data),
-            out_shardings=data,
-        )
+        compiled = compile_steps(self.ctx, self.mesh)
+        self.bce_step, self.adversarial_step = compiled.supervised, compiled.adversarial
+        self.eval_step = compiled.predict
+        self.data_sharding, self.stacked_sharding = compiled.data, compiled.stacked
 
     def _init_state(self, g_tx, d_tx):
         config = self.config

@@ -1,0 +1,126 @@
+"""The training loop, in process, on the embedded dataset's small build: where f_ext comes
+from, and where a resumed run picks up its data."""
+
+import json
+import os
+import runpy
+import shutil
+
+import chex
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+import pytest
+
+from jaxgan import train
+from jaxgan.models.convert import METADATA_FILE, VARIABLES_DIR
+from jaxgan.models.resnet import resnet18
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BCE_STEPS, ADVERSARIAL_STEPS = 2, 2
+
+
+def tiny_config(data_dir, **schedule):
+    config = runpy.run_path(os.path.join(ROOT, "configs", "digit_scenes.py"))["get_config"]()
+    config.data.builder_config = "small"
+    config.data.data_dir = data_dir
+    config.data.image_size = 16
+    config.model.width = 4
+    config.discriminator.update(embed_dim=8, hidden_dim=16, num_layers=2)
+    config.schedule.update(
+        batch_size=16,
+        eval_batch_size=64,
+        bce_steps=BCE_STEPS,
+        adversarial_steps=ADVERSARIAL_STEPS,
+        log_every=1,
+        eval_every=0,
+        checkpoint_every=1,
+        keep_checkpoints=100,
+    )
+    config.schedule.update(schedule)
+    return config
+
+
+def saved_state(config, workdir, step):
+    """The state in `workdir`'s checkpoint at `step`, on the host."""
+    run = train.Run(config, workdir)
+    state = run.checkpointer.restore(run.state, run.meta, step)
+    run.checkpointer.close()
+    return jax.device_get(state)
+
+
+def copy_checkpoint(workdir, step, to):
+    source = os.path.join(workdir, "checkpoints", str(step))
+    shutil.copytree(source, os.path.join(to, "checkpoints", str(step)))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    """A whole tiny run with a checkpoint after every step."""
+    workdir = str(tmp_path_factory.mktemp("run"))
+    config = tiny_config(data_dir)
+    train.train_and_evaluate(config, workdir)
+    return config, workdir
+
+
+def test_f_ext_is_g_as_the_supervised_phase_left_it(trained):
+    config, workdir = trained
+    boundary = saved_state(config, workdir, BCE_STEPS)
+    assert not all(
+        bool(jnp.array_equal(a, b))
+        for a, b in zip(
+            jax.tree.leaves(boundary.f_variables),
+            jax.tree.leaves(boundary.g_variables),
+            strict=True,
+        )
+    ), "f_ext must not be G before the adversarial phase starts"
+    for step in range(BCE_STEPS + 1, BCE_STEPS + ADVERSARIAL_STEPS + 1):
+        later = saved_state(config, workdir, step)
+        chex.assert_trees_all_equal(later.f_variables, boundary.g_variables)
+
+
+def test_resumed_run_continues_exactly(trained, tmp_path):
+    """Resuming inside the adversarial phase reads the data where the first run did: the
+    final state is bit for bit the uninterrupted run's."""
+    config, workdir = trained
+    resume_at = BCE_STEPS + 1
+    copy_checkpoint(workdir, resume_at, str(tmp_path))
+    train.train_and_evaluate(config, str(tmp_path))
+    end = BCE_STEPS + ADVERSARIAL_STEPS
+    chex.assert_trees_all_equal(
+        saved_state(config, str(tmp_path), end), saved_state(config, workdir, end)
+    )
+
+
+def write_pretrained(path, arch_builder, image_size, seed):
+    """A converted checkpoint directory, as `python -m jaxgan.convert` writes one."""
+    variables = arch_builder(num_labels=1000, width=4).init(
+        jax.random.key(seed), jnp.zeros((1, image_size, image_size, 3)), train=False
+    )
+    backbone = {
+        kind: {k: v for k, v in tree.items() if k != "head"} for kind, tree in variables.items()
+    }
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(os.path.join(path, VARIABLES_DIR), backbone)
+    checkpointer.wait_until_finished()
+    with open(os.path.join(path, METADATA_FILE), "w") as f:
+        json.dump({"arch": "resnet18"}, f)
+    return backbone
+
+
+def test_pretrained_f_ext_is_the_pretrained_backbone(data_dir, tmp_path):
+    config = tiny_config(data_dir)
+    config.model.name = "resnet18"
+    config.method.feature_extractor = "pretrained"
+    config.model.pretrained = str(tmp_path / "weights")
+    backbone = write_pretrained(config.model.pretrained, resnet18, 16, seed=7)
+    run = train.Run(config, str(tmp_path / "run"))
+    f_variables = jax.device_get(run.state.f_variables)
+    run.checkpointer.close()
+    for kind, tree in backbone.items():
+        chex.assert_trees_all_equal({k: f_variables[kind][k] for k in tree}, tree)
