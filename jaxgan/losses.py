@@ -41,16 +41,23 @@ def critic_loss(
     mismatched_scores: jax.Array | None,
     penalty: jax.Array,
     gp_weight: float,
+    mismatched_weights: jax.Array | None = None,
 ) -> jax.Array:
     """Eq. 4: −E D(y,x) + ½ E D(ŷ,x) + ½ E D(y',x) + λ·GP.
 
     Without negative sampling (`mismatched_scores` None, ablations c and d) the generated term
-    takes the whole weight 1.
+    takes the whole weight 1. `mismatched_weights` (1 or 0 per pair) leave out of E D(y',x) the
+    pairs that found no differing label set (`pairs.mismatched_labels`); when no pair of the
+    batch found one, that term is 0.
     """
     if mismatched_scores is None:
         fake = jnp.mean(generated_scores)
     else:
-        fake = 0.5 * jnp.mean(generated_scores) + 0.5 * jnp.mean(mismatched_scores)
+        if mismatched_weights is None:
+            mismatched_weights = jnp.ones_like(mismatched_scores)
+        count = jnp.sum(mismatched_weights)
+        mismatched = jnp.sum(mismatched_weights * mismatched_scores) / jnp.maximum(count, 1.0)
+        fake = 0.5 * jnp.mean(generated_scores) + 0.5 * mismatched
     return -jnp.mean(real_scores) + fake + gp_weight * penalty
 
 

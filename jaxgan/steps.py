@@ -13,12 +13,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgan import losses
+from jaxgan import losses, pairs
 from jaxgan.sampling import gumbel_sigmoid
 from jaxgan.state import TrainState
 
 # Streams folded into the base key so the phases never reuse each other's randomness.
-BCE_STREAM, CRITIC_STREAM, GENERATOR_STREAM = 0, 1, 2
+BCE_STREAM, CRITIC_STREAM, GENERATOR_STREAM, PAIRING_STREAM = 0, 1, 2, 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +64,10 @@ def supervised_keys(state: TrainState) -> dict[str, jax.Array]:
 
 def critic_keys(state: TrainState) -> dict[str, jax.Array]:
     """The randomness of the critic update at `state.d_step`: the sample ŷ, G's dropout while
-    drawing it, and ε of the gradient penalty's interpolation."""
+    drawing it, ε of the gradient penalty's interpolation, and the mismatched pairing."""
     sample, dropout, eps = jax.random.split(_key(state, CRITIC_STREAM, state.d_step), 3)
-    return {"sample": sample, "dropout": dropout, "eps": eps}
+    pairing = _key(state, PAIRING_STREAM, state.d_step)
+    return {"sample": sample, "dropout": dropout, "eps": eps, "pairing": pairing}
 
 
 def generator_keys(state: TrainState) -> dict[str, jax.Array]:
@@ -138,7 +139,8 @@ def discriminator_step(
     batches: {"matched", "generated", "mismatched"} -> batch. Generated pairs are (x, ŷ) with
     ŷ sampled from G(x) under stop_gradient; the gradient penalty interpolates that batch's
     real labels with ŷ at the same images. Mismatched pairs pair each image of the third batch
-    with the label set of another image of it. G (its batch statistics included) stays fixed.
+    with the label set of another image of it that differs from its own (`pairs`). G (its
+    batch statistics included) stays fixed.
     """
     keys = critic_keys(state)
     sample_key, dropout_key, eps_key = keys["sample"], keys["dropout"], keys["eps"]
@@ -154,15 +156,17 @@ def discriminator_step(
     interpolated = eps * generated["labels"] + (1.0 - eps) * fake_labels
     if ctx.negative_sampling:
         mismatched_features = _features(ctx, state, mismatched["image"])
-        other_labels = jnp.roll(mismatched["labels"], 1, axis=0)
+        other_labels, pair_weights = pairs.mismatched_labels(keys["pairing"], mismatched["labels"])
 
     def loss_fn(d_params):
         critic = _critic(ctx, d_params)
         real = critic(matched["labels"], real_features)
         fake = critic(fake_labels, fake_features)
-        wrong = critic(other_labels, mismatched_features) if ctx.negative_sampling else None
+        wrong, weights = None, None
+        if ctx.negative_sampling:
+            wrong, weights = critic(other_labels, mismatched_features), pair_weights
         penalty = losses.gradient_penalty(lambda y: critic(y, fake_features), interpolated)
-        loss = losses.critic_loss(real, fake, wrong, penalty, ctx.gp_weight)
+        loss = losses.critic_loss(real, fake, wrong, penalty, ctx.gp_weight, weights)
         return loss, {"wasserstein": jnp.mean(real) - jnp.mean(fake), "gradient_penalty": penalty}
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)

@@ -26,6 +26,17 @@ def test_critic_loss_weights_the_three_pair_kinds():
     assert float(losses.critic_loss(real, fake, None, jnp.array(0.0), 10.0)) == pytest.approx(-2.5)
 
 
+def test_mismatched_pairs_without_a_differing_label_set_are_left_out():
+    real, fake = jnp.array([1.0, 3.0]), jnp.array([-1.0, 0.0])
+    wrong, weights = jnp.array([4.0, 100.0]), jnp.array([1.0, 0.0])
+    # -2 + 0.5 * (-0.5) + 0.5 * 4 (the second pair left out)
+    loss = losses.critic_loss(real, fake, wrong, jnp.array(0.0), 10.0, weights)
+    assert float(loss) == pytest.approx(-0.25)
+    # No pair found one: the mismatched term is 0, the generated term keeps its weight ½.
+    loss = losses.critic_loss(real, fake, wrong, jnp.array(0.0), 10.0, jnp.zeros(2))
+    assert float(loss) == pytest.approx(-2.25)
+
+
 def test_generator_loss_is_minus_critic_plus_alpha_bce():
     scores = jnp.array([0.5, 1.5])
     logits, labels = jnp.array([[0.0]]), jnp.array([[1.0]])

@@ -25,7 +25,7 @@ from tiny import (
     make_state,
 )
 
-from jaxgan import compiled, parallel, steps
+from jaxgan import compiled, pairs, parallel, steps
 from jaxgan.sampling import gumbel_sigmoid
 
 # Table 3's switches (and the straight-through sampler), as StepContext fields.
@@ -122,10 +122,13 @@ def critic_loss_by_hand(ctx, state, batches, d_params):
     penalty = jnp.mean(jnp.square(jnp.linalg.norm(grads, axis=-1) - 1))
 
     if ctx.negative_sampling:
+        # Each image with another row's differing label set (tests/test_pairs.py); pairs that
+        # found none are left out of the mean.
         mismatched = batches["mismatched"]
-        other_labels = jnp.roll(mismatched["labels"], 1, axis=0)
+        other_labels, weights = pairs.mismatched_labels(keys["pairing"], mismatched["labels"])
         wrong_scores = critic(other_labels, mismatched["image"])
-        fake_term = 0.5 * jnp.mean(fake_scores) + 0.5 * jnp.mean(wrong_scores)
+        wrong_mean = jnp.sum(weights * wrong_scores) / jnp.maximum(jnp.sum(weights), 1)
+        fake_term = 0.5 * jnp.mean(fake_scores) + 0.5 * wrong_mean
     else:  # ablations (c) and (d): no mismatched term, the generated one weighted 1
         fake_term = jnp.mean(fake_scores)
     return -jnp.mean(real_scores) + fake_term + ctx.gp_weight * penalty
