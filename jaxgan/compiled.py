@@ -37,7 +37,7 @@ def compile_steps(ctx: steps.StepContext, mesh: Mesh) -> CompiledSteps:
     donating = functools.partial(jax.jit, donate_argnums=0)
     return CompiledSteps(
         supervised=donating(
-            functools.partial(steps.bce_step, ctx=ctx),
+            functools.partial(steps.supervised_step, ctx=ctx),
             in_shardings=(repl, data),
             out_shardings=(repl, repl),
         ),

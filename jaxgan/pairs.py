@@ -1,4 +1,8 @@
-"""The critic's pairs (paper Eq. 4): how mismatched label sets are drawn.
+"""The critic's pairs (paper Eq. 4): which kinds an adversarial update reads, how many batches
+that is, and how mismatched label sets are drawn.
+
+The loop reads batches, the step consumes them and the resume position counts them, all from
+`pair_kinds` and `batches_per_update` here.
 
 A mismatched pair (x, y′) must carry "a label set which does not correspond to image x". Taking
 a neighbour's label set (a roll of the batch) gives an image its own label set whenever the
@@ -8,6 +12,20 @@ its y′ from the rows of its batch whose label set differs from its own.
 
 import jax
 import jax.numpy as jnp
+
+# Each kind of (labels, image) pair the critic scores comes from its own batch.
+PAIR_KINDS = ("matched", "generated", "mismatched")
+
+
+def pair_kinds(negative_sampling: bool) -> tuple[str, ...]:
+    """The pair kinds of one critic update: mismatched pairs only with negative sampling."""
+    return PAIR_KINDS if negative_sampling else PAIR_KINDS[:2]
+
+
+def batches_per_update(n_critic: int, negative_sampling: bool) -> int:
+    """Batches one adversarial update reads: a fresh one per pair kind for each of the
+    n_critic critic updates, then one for the generator's update."""
+    return n_critic * len(pair_kinds(negative_sampling)) + 1
 
 
 def mismatched_labels(key: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:

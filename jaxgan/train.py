@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgan import losses, pairs, parallel, steps
 from jaxgan import metrics as metrics_lib
-from jaxgan import parallel, steps
 from jaxgan.checkpoint import Checkpointer, metadata
 from jaxgan.compiled import compile_steps
 from jaxgan.data import input_pipeline
@@ -30,6 +30,7 @@ def validate_config(config) -> None:
             raise ValueError(f"schedule.{name} must be >= 0, got {s[name]}")
     parallel.check_batch_size(s.batch_size, "schedule.batch_size")
     parallel.check_batch_size(s.eval_batch_size, "schedule.eval_batch_size")
+    losses.ClassificationLoss.from_config(m)  # an unknown name stops here, before any data
     if m.n_critic < 1:
         raise ValueError(f"method.n_critic must be >= 1, got {m.n_critic}")
     if not 0.0 < m.threshold < 1.0:
@@ -55,15 +56,14 @@ def make_optimizer(learning_rate: float, optim_config) -> optax.GradientTransfor
 
 
 def batches_per_update(config) -> int:
-    """Batches one adversarial update reads: n_critic × (2 or 3 pair kinds) + 1 for G."""
-    kinds = 3 if config.method.negative_sampling else 2
-    return config.method.n_critic * kinds + 1
+    """Batches one adversarial update reads (`pairs.batches_per_update`)."""
+    return pairs.batches_per_update(config.method.n_critic, config.method.negative_sampling)
 
 
 def batches_consumed(config, step: int) -> int:
     """The training stream's position after `step` generator updates."""
-    bce = min(step, config.schedule.bce_steps)
-    return bce + (step - bce) * batches_per_update(config)
+    supervised = min(step, config.schedule.bce_steps)
+    return supervised + (step - supervised) * batches_per_update(config)
 
 
 class Run:
@@ -86,7 +86,7 @@ class Run:
         self.meta = metadata(config, self.num_labels)
         self.checkpointer = Checkpointer(workdir, config.schedule.keep_checkpoints)
         compiled = compile_steps(self.ctx, self.mesh)
-        self.bce_step, self.adversarial_step = compiled.supervised, compiled.adversarial
+        self.supervised_step, self.adversarial_step = compiled.supervised, compiled.adversarial
         self.eval_step = compiled.predict
         self.data_sharding, self.stacked_sharding = compiled.data, compiled.stacked
 
@@ -179,16 +179,14 @@ def _stack(batches: list[dict]) -> dict:
 
 
 def _next_update_batches(config, batches):
-    """One adversarial update's data: n_critic × {matched, generated, mismatched}, then G's."""
-    kinds = ("matched", "generated", "mismatched")[: 3 if config.method.negative_sampling else 2]
+    """One adversarial update's data: for each critic update one batch per pair kind
+    (`pairs.pair_kinds`), stacked over the n_critic updates; then the generator's batch."""
+    kinds = pairs.pair_kinds(config.method.negative_sampling)
     critic = {kind: [] for kind in kinds}
     for _ in range(config.method.n_critic):
         for kind in kinds:
             critic[kind].append(next(batches))
-    stacked = {kind: _stack(critic[kind]) for kind in kinds}
-    if not config.method.negative_sampling:
-        stacked["mismatched"] = stacked["generated"]  # unused by the step; keeps one signature
-    return stacked, next(batches)
+    return {kind: _stack(critic[kind]) for kind in kinds}, next(batches)
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -222,16 +220,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
         },
         f"training {config.model.name} on {config.data.name} ({run.num_labels} labels, "
         f"{run.source.num_examples('train')} train images) on {jax.device_count()} device(s): "
-        f"{schedule.bce_steps} BCE + {schedule.adversarial_steps} adversarial steps",
+        f"{schedule.bce_steps} supervised ({config.method.classification_loss}) + "
+        f"{schedule.adversarial_steps} adversarial steps",
     )
     window_start, window_steps = time.time(), 0
     results = None
     try:
         while step < total:
-            phase = "bce" if step < schedule.bce_steps else "adversarial"
-            if phase == "bce":
+            phase = "supervised" if step < schedule.bce_steps else "adversarial"
+            if phase == "supervised":
                 batch = parallel.to_global(next(batches), run.data_sharding)
-                run.state, values = run.bce_step(run.state, batch)
+                run.state, values = run.supervised_step(run.state, batch)
             else:
                 if step == schedule.bce_steps and config.method.feature_extractor == "snapshot":
                     run.state = snapshot_feature_extractor(run.state)
@@ -300,10 +299,10 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
 def _seconds_left(config, step: int, rate: float, measured_in: str) -> float:
     """An estimate from the current rate; an adversarial update is taken to cost about as
     much as the BCE steps on its batches, until its own rate has been measured."""
-    bce = config.schedule.bce_steps
+    supervised = config.schedule.bce_steps
     adversarial_left = (
-        config.schedule.bce_steps + config.schedule.adversarial_steps - max(step, bce)
+        config.schedule.bce_steps + config.schedule.adversarial_steps - max(step, supervised)
     )
-    if measured_in == "bce":
-        return (max(bce - step, 0) + adversarial_left * batches_per_update(config)) / rate
+    if measured_in == "supervised":
+        return (max(supervised - step, 0) + adversarial_left * batches_per_update(config)) / rate
     return adversarial_left / rate

@@ -71,7 +71,7 @@ def trained(tmp_path_factory, data_dir):
 
 def test_training_shows_progress_and_prints_metrics(trained):
     workdir, stdout = trained
-    assert "[bce]" in stdout and "[adversarial]" in stdout
+    assert "[supervised] bce=" in stdout and "[adversarial]" in stdout
     assert "steps/s" in stdout and "min left" in stdout
     assert "wasserstein=" in stdout and "d_loss=" in stdout and "g_loss=" in stdout
     assert "test metrics after step 28" in stdout and "C-F1" in stdout

@@ -157,10 +157,10 @@ def test_tiny_state_tells_the_variables_apart():
     assert relative_error(other, inference) > 0.1
 
 
-def test_supervised_step_descends_bce():
+def test_supervised_step_descends_the_classification_loss():
     ctx = make_context("sgd")
     state, batch = make_state(ctx), make_batch(0)
-    new, metrics = jitted(steps.bce_step, ctx)(state, batch)
+    new, metrics = jitted(steps.supervised_step, ctx)(state, batch)
 
     key = steps.supervised_keys(state)["dropout"]
 
@@ -180,7 +180,7 @@ def test_supervised_step_descends_bce():
 @pytest.mark.parametrize("method", VARIANTS.values(), ids=VARIANTS.keys())
 def test_critic_step_descends_eq4(method):
     ctx = make_context("sgd", **method)
-    state, batches = make_state(ctx), first(critic_batches(0))
+    state, batches = make_state(ctx), first(critic_batches(0, ctx.pair_kinds))
     new, metrics = jitted(steps.discriminator_step, ctx)(state, batches)
 
     expected, grads = jax.value_and_grad(
@@ -198,7 +198,7 @@ def test_critic_step_descends_eq4(method):
 def test_unconditional_critic_sees_no_image():
     """Ablation (d): only the generated images matter (through ŷ); no image reaches D."""
     ctx = make_context("sgd", **VARIANTS["unconditional"])
-    state, batches = make_state(ctx), first(critic_batches(1))
+    state, batches = make_state(ctx), first(critic_batches(1, ctx.pair_kinds))
     step = jitted(steps.discriminator_step, ctx)
     new, metrics = step(state, batches)
     blank = {**batches, "matched": {**batches["matched"], "image": 0 * batches["matched"]["image"]}}

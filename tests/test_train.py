@@ -1,6 +1,7 @@
 """The training loop, in process, on the embedded dataset's small build: where f_ext comes
 from, and where a resumed run picks up its data."""
 
+import itertools
 import json
 import os
 import runpy
@@ -9,10 +10,11 @@ import shutil
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxgan import train
+from jaxgan import pairs, train
 from jaxgan.models.convert import METADATA_FILE, VARIABLES_DIR
 from jaxgan.models.resnet import resnet18
 
@@ -95,6 +97,25 @@ def test_resumed_run_continues_exactly(trained, tmp_path):
     chex.assert_trees_all_equal(
         saved_state(config, str(tmp_path), end), saved_state(config, workdir, end)
     )
+
+
+def numbered_batches():
+    """Batch i holds the number i, so a test can see which batches went where."""
+    for i in itertools.count():
+        yield {"image": np.full((2, 1), i, np.float32), "labels": np.zeros((2, 3), np.float32)}
+
+
+@pytest.mark.parametrize("negative_sampling", [True, False])
+def test_an_update_reads_the_batches_the_resume_position_counts(negative_sampling):
+    config = tiny_config(None)
+    config.method.negative_sampling = negative_sampling
+    stream = numbered_batches()
+    critic, generator = train._next_update_batches(config, stream)
+    assert tuple(critic) == pairs.pair_kinds(negative_sampling)  # no unused batch is sent
+    read = [int(b["image"][i, 0, 0]) for b in critic.values() for i in range(len(b["image"]))]
+    read.append(int(generator["image"][0, 0]))
+    assert sorted(read) == list(range(train.batches_per_update(config)))
+    assert int(next(stream)["image"][0, 0]) == train.batches_per_update(config)
 
 
 def write_pretrained(path, arch_builder, image_size, seed):
