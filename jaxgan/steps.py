@@ -4,7 +4,9 @@
 A batch is a dict {"image": float [B, H, W, 3], "labels": float {0, 1} [B, L]}. Randomness
 comes from the state's base key with a step counter folded in, so a step's result depends only
 on its inputs, never on how often it was called. Metrics name the classification loss by its
-name (`bce`, ...), whichever phase computed it.
+name (`bce`, ...), whichever phase computed it. Every step also returns "nonfinite": an int
+with the bit of each network (`GENERATOR_FAILED`, `CRITIC_FAILED`) whose loss or gradient
+norm was not finite, for the loop to read when it next logs or saves (no sync per step).
 """
 
 import dataclasses
@@ -20,6 +22,8 @@ from jaxgan.state import TrainState
 
 # Streams folded into the base key so the phases never reuse each other's randomness.
 SUPERVISED_STREAM, CRITIC_STREAM, GENERATOR_STREAM, PAIRING_STREAM = 0, 1, 2, 3
+# Bits of the "nonfinite" metric: which network's loss or gradient norm was not finite.
+GENERATOR_FAILED, CRITIC_FAILED = 1, 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +118,12 @@ def _critic(ctx: StepContext, d_params):
     return lambda labels, features: ctx.discriminator.apply({"params": d_params}, labels, features)
 
 
+def _nonfinite(network_bit: int, loss: jax.Array, grads) -> jax.Array:
+    """`network_bit` when the loss or the gradients' global norm is not finite, else 0."""
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+    return jnp.where(finite, 0, network_bit).astype(jnp.int32)
+
+
 def _apply_gradients(tx, grads, opt_state, params):
     """One optimiser step: the new parameters and optimiser state."""
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -141,7 +151,8 @@ def supervised_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[T
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
     state = _update_generator(state, grads, batch_stats, ctx)
-    return state, {ctx.classification_loss.name: loss}
+    nonfinite = _nonfinite(GENERATOR_FAILED, loss, grads)
+    return state, {ctx.classification_loss.name: loss, "nonfinite": nonfinite}
 
 
 def discriminator_step(
@@ -189,7 +200,7 @@ def discriminator_step(
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
     params, opt_state = _apply_gradients(ctx.d_tx, grads, state.d_opt_state, state.d_params)
     state = state.replace(d_step=state.d_step + 1, d_params=params, d_opt_state=opt_state)
-    return state, {"d_loss": loss, **metrics}
+    return state, {"d_loss": loss, **metrics, "nonfinite": _nonfinite(CRITIC_FAILED, loss, grads)}
 
 
 def generator_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[TrainState, dict]:
@@ -210,7 +221,10 @@ def generator_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[Tr
         metrics = {"g_loss": loss, loss_name: classification, "g_critic": jnp.mean(scores)}
         return loss, (batch_stats, metrics)
 
-    (_, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+    (loss, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.g_params
+    )
+    metrics["nonfinite"] = _nonfinite(GENERATOR_FAILED, loss, grads)
     return _update_generator(state, grads, batch_stats, ctx), metrics
 
 
@@ -227,7 +241,8 @@ def adversarial_step(
     state, critic_metrics = jax.lax.scan(one_critic_update, state, critic_batches)
     state, generator_metrics = generator_step(state, generator_batch, ctx)
     last_critic = jax.tree.map(lambda m: m[-1], critic_metrics)
-    return state, {**last_critic, **generator_metrics}
+    nonfinite = jnp.max(critic_metrics["nonfinite"]) | generator_metrics["nonfinite"]
+    return state, {**last_critic, **generator_metrics, "nonfinite": nonfinite}
 
 
 def eval_step(state: TrainState, batch: dict, ctx: StepContext) -> jax.Array:

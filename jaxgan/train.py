@@ -104,7 +104,8 @@ class Run:
         d_params = self.discriminator.init(d_key, jnp.zeros((1, self.num_labels)), features)[
             "params"
         ]
-        state = create_train_state(run_key, g_variables, d_params, g_tx, d_tx)
+        pretrained_f_ext = config.method.feature_extractor == "pretrained"
+        state = create_train_state(run_key, g_variables, d_params, g_tx, d_tx, pretrained_f_ext)
         return jax.device_put(state, parallel.replicated(self.mesh))
 
     def restore(self, step: int | None = None) -> bool:
@@ -189,6 +190,52 @@ def _next_update_batches(config, batches):
     return {kind: _stack(critic[kind]) for kind in kinds}, next(batches)
 
 
+def take_feature_extractor_if_due(state, mesh):
+    """The adversarial phase's f_ext: a snapshot of G now, unless the state records that it
+    has one (taken earlier, or the pretrained backbone). The loop asks whenever it enters the
+    phase, at the boundary or when resuming inside it, so a run resumed past a lowered
+    `schedule.bce_steps` takes the snapshot too instead of keeping a random f_ext."""
+    if bool(jax.device_get(state.f_ext_taken)):
+        return state
+    return jax.device_put(snapshot_feature_extractor(state), parallel.replicated(mesh))
+
+
+class NonFiniteError(ValueError):
+    """Training diverged: a loss or gradient norm stopped being finite."""
+
+
+def _check_finite(pending: list, config, checkpointer) -> None:
+    """Reads the "nonfinite" flags of the updates since the last check, [(step, phase, flag)]
+    still on the device, and stops the run at the first bad one: called before anything is
+    logged, evaluated or saved, so a bad state is never checkpointed."""
+    flags = jax.device_get([flag for _, _, flag in pending])
+    bad = [
+        (step, phase, int(flag))
+        for (step, phase, _), flag in zip(pending, flags, strict=True)
+        if flag
+    ]
+    pending.clear()
+    if not bad:
+        return
+    step, phase, bits = bad[0]
+    # Critic first: its updates run first in an adversarial update, and its NaN reaches G.
+    named = ((steps.CRITIC_FAILED, "the critic's"), (steps.GENERATOR_FAILED, "the generator's"))
+    networks = " and ".join(name for bit, name in named if bits & bit)
+    checkpointer.wait()
+    latest = checkpointer.latest_step()
+    kept = (
+        f"nothing after the checkpoint at step {latest} was saved"
+        if latest is not None
+        else "no checkpoint was saved"
+    )
+    raise NonFiniteError(
+        f"training diverged at step {step} ({phase} phase): {networks} loss or gradient "
+        f"norm is not finite (optim.g_learning_rate={config.optim.g_learning_rate}, "
+        f"optim.d_learning_rate={config.optim.d_learning_rate}); {kept}; lower the learning "
+        "rates and rerun to resume from there"
+    )
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains (resuming from `workdir` if it holds a checkpoint), then evaluates on test."""
     os.makedirs(workdir, exist_ok=True)
@@ -224,7 +271,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         f"{schedule.adversarial_steps} adversarial steps",
     )
     window_start, window_steps = time.time(), 0
-    results = None
+    results, nonfinite, in_adversarial_phase = None, [], False
     try:
         while step < total:
             phase = "supervised" if step < schedule.bce_steps else "adversarial"
@@ -232,8 +279,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 batch = parallel.to_global(next(batches), run.data_sharding)
                 run.state, values = run.supervised_step(run.state, batch)
             else:
-                if step == schedule.bce_steps and config.method.feature_extractor == "snapshot":
-                    run.state = snapshot_feature_extractor(run.state)
+                if not in_adversarial_phase:
+                    run.state = take_feature_extractor_if_due(run.state, run.mesh)
+                    in_adversarial_phase = True
                 critic, generator = _next_update_batches(config, batches)
                 run.state, values = run.adversarial_step(
                     run.state,
@@ -242,8 +290,16 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 )
             step += 1
             window_steps += 1
+            values = dict(values)
+            nonfinite.append((step, phase, values.pop("nonfinite")))
             phase_end = step in (schedule.bce_steps, total)
-            if schedule.log_every and (step % schedule.log_every == 0 or phase_end):
+            log = schedule.log_every and (step % schedule.log_every == 0 or phase_end)
+            evaluate = phase_end or (schedule.eval_every and step % schedule.eval_every == 0)
+            every = schedule.checkpoint_every
+            save = phase_end or (every and step % every == 0)
+            if log or evaluate or save:
+                _check_finite(nonfinite, config, run.checkpointer)
+            if log:
                 values = jax.device_get(values)
                 rate = window_steps / max(time.time() - window_start, 1e-9)
                 left = _seconds_left(config, step, rate, phase)
@@ -252,16 +308,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     _progress_line(step, total, phase, values, rate, left),
                 )
                 window_start, window_steps = time.time(), 0
-            if phase_end or (schedule.eval_every and step % schedule.eval_every == 0):
+            if evaluate:
                 results = run.evaluate()
                 title = f"test metrics after step {step} ({phase} phase)"
                 logger.log(
                     {"step": step, "phase": phase, "eval": results},
                     metrics_lib.format_table(results, title),
                 )
-            if phase_end or (schedule.checkpoint_every and step % schedule.checkpoint_every == 0):
+            if save:
                 run.checkpointer.save(run.state, run.meta, results if phase_end else None)
     except KeyboardInterrupt:
+        _check_finite(nonfinite, config, run.checkpointer)  # never save a diverged state
         run.checkpointer.save(run.state, run.meta)
         run.checkpointer.wait()
         logger.log(

@@ -117,6 +117,17 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(trained, data_dir, 
     assert final_eval(workdir)["eval"] == pytest.approx(uninterrupted, rel=1e-5, abs=1e-6)
 
 
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(data_dir, tmp_path):
+    workdir = str(tmp_path / "diverging")
+    diverging = ["--config.schedule.bce_steps=2", "--config.optim.d_learning_rate=1e30"]
+    code, stdout, stderr = run(command(workdir, data_dir, *diverging))
+    assert code != 0
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: training diverged at step 3 (adversarial phase): the critic")
+    assert "Traceback" not in stderr
+    assert os.listdir(os.path.join(workdir, "checkpoints")) == ["2"]
+
+
 @pytest.mark.parametrize(
     "extra,message",
     [

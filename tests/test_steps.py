@@ -38,8 +38,20 @@ VARIANTS = {
 }
 
 
+@functools.cache
+def context(optimizer="adam", variant="full", **extra):
+    """One StepContext per setting, shared by the tests so that their compiled steps are too."""
+    return make_context(optimizer, **VARIANTS[variant], **extra)
+
+
+_COMPILED = {}
+
+
 def jitted(step, ctx):
-    return jax.jit(functools.partial(step, ctx=ctx))
+    key = (step, id(ctx))
+    if key not in _COMPILED:
+        _COMPILED[key] = (ctx, jax.jit(functools.partial(step, ctx=ctx)))
+    return _COMPILED[key][1]
 
 
 def first(tree):
@@ -148,7 +160,7 @@ def generator_loss_by_hand(ctx, state, batch, params, with_critic=True):
 def test_tiny_state_tells_the_variables_apart():
     """The premise of the tests below: f_ext, G in training mode and G in inference mode give
     different outputs on the same images."""
-    ctx = make_context()
+    ctx = context()
     state, images = make_state(ctx), make_batch(0)["image"]
     inference = ctx.generator.apply(state.g_variables, images, train=False)
     training, _ = g_train(ctx, state.g_params, state.g_batch_stats, images, jax.random.key(0))
@@ -158,7 +170,7 @@ def test_tiny_state_tells_the_variables_apart():
 
 
 def test_supervised_step_descends_the_classification_loss():
-    ctx = make_context("sgd")
+    ctx = context("sgd")
     state, batch = make_state(ctx), make_batch(0)
     new, metrics = jitted(steps.supervised_step, ctx)(state, batch)
 
@@ -177,9 +189,9 @@ def test_supervised_step_descends_the_classification_loss():
     assert int(new.step) == 1 and int(new.d_step) == 0
 
 
-@pytest.mark.parametrize("method", VARIANTS.values(), ids=VARIANTS.keys())
-def test_critic_step_descends_eq4(method):
-    ctx = make_context("sgd", **method)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_critic_step_descends_eq4(variant):
+    ctx = context("sgd", variant)
     state, batches = make_state(ctx), first(critic_batches(0, ctx.pair_kinds))
     new, metrics = jitted(steps.discriminator_step, ctx)(state, batches)
 
@@ -197,7 +209,7 @@ def test_critic_step_descends_eq4(method):
 
 def test_unconditional_critic_sees_no_image():
     """Ablation (d): only the generated images matter (through ŷ); no image reaches D."""
-    ctx = make_context("sgd", **VARIANTS["unconditional"])
+    ctx = context("sgd", "unconditional")
     state, batches = make_state(ctx), first(critic_batches(1, ctx.pair_kinds))
     step = jitted(steps.discriminator_step, ctx)
     new, metrics = step(state, batches)
@@ -210,7 +222,7 @@ def test_unconditional_critic_sees_no_image():
 @pytest.mark.parametrize("name", ["full", "unconditional", "no-gumbel"])
 def test_generator_step_descends_eq2_through_the_critic(name):
     # α = 1 rather than 10 so that the critic's share of the gradient stands out clearly.
-    ctx = make_context("sgd", alpha=1.0, **VARIANTS[name])
+    ctx = context("sgd", name, alpha=1.0)
     state, batch = make_state(ctx), make_batch(3)
     new, metrics = jitted(steps.generator_step, ctx)(state, batch)
 
@@ -230,7 +242,7 @@ def test_generator_step_descends_eq2_through_the_critic(name):
 
 
 def test_adversarial_step_is_n_critic_critic_updates_then_one_generator_update():
-    ctx = make_context()
+    ctx = context()
     state, batches, batch = make_state(ctx), critic_batches(5), make_batch(6)
     new, metrics = jitted(steps.adversarial_step, ctx)(state, batches, batch)
 
@@ -247,7 +259,7 @@ def test_adversarial_step_is_n_critic_critic_updates_then_one_generator_update()
 
 
 def test_eval_step_is_sigmoid_of_g_with_running_statistics():
-    ctx = make_context()
+    ctx = context()
     state, batch = make_state(ctx), make_batch(7)
     probs = jitted(steps.eval_step, ctx)(state, batch)
     logits = ctx.generator.apply(
@@ -257,6 +269,33 @@ def test_eval_step_is_sigmoid_of_g_with_running_statistics():
     )
     chex.assert_shape(probs, (BATCH, L))
     chex.assert_trees_all_close(probs, jax.nn.sigmoid(logits), rtol=1e-5, atol=1e-6)
+
+
+def poisoned(tree):
+    """`tree` with one NaN in its first leaf."""
+    leaves, treedef = jax.tree.flatten(tree)
+    leaves[0] = leaves[0].at[(0,) * leaves[0].ndim].set(jnp.nan)
+    return jax.tree.unflatten(treedef, leaves)
+
+
+def test_steps_flag_the_network_whose_loss_or_gradient_is_not_finite():
+    G, D = steps.GENERATOR_FAILED, steps.CRITIC_FAILED
+    sgd, adam = context("sgd"), context()
+    state, batch, batches = make_state(sgd), make_batch(0), critic_batches(0)
+    supervised = jitted(steps.supervised_step, sgd)
+    critic = jitted(steps.discriminator_step, sgd)
+    adversarial = jitted(steps.adversarial_step, adam)
+    assert int(supervised(state, batch)[1]["nonfinite"]) == 0
+    assert int(critic(state, first(batches))[1]["nonfinite"]) == 0
+    bad_g = state.replace(g_params=poisoned(state.g_params))
+    assert int(supervised(bad_g, batch)[1]["nonfinite"]) == G
+    bad_d = state.replace(d_params=poisoned(state.d_params))
+    assert int(critic(bad_d, first(batches))[1]["nonfinite"]) == D
+    adam_state = make_state(adam)
+    assert int(adversarial(adam_state, batches, batch)[1]["nonfinite"]) == 0
+    bad_d = adam_state.replace(d_params=poisoned(adam_state.d_params))
+    # The critic's NaN reaches G's loss through D(ŷ, x): both networks are named.
+    assert int(adversarial(bad_d, batches, batch)[1]["nonfinite"]) == G | D
 
 
 def run_on(devices, ctx):
@@ -278,7 +317,7 @@ def test_one_device_and_four_devices_agree():
     assert jax.device_count() >= 4, "conftest forces four CPU devices"
     # SGD, not Adam: Adam's first steps are ±lr whatever the gradient's size, which turns a
     # rounding-level difference in a near-zero gradient into a full step of either sign.
-    ctx = make_context("sgd")
+    ctx = context("sgd")
     one = run_on(jax.devices()[:1], ctx)
     four = run_on(jax.devices()[:4], ctx)
     # Sums over the batch reduce in another order on 4 devices, so compare each array as a

@@ -1,5 +1,5 @@
 """The training loop, in process, on the embedded dataset's small build: where f_ext comes
-from, and where a resumed run picks up its data."""
+from, where a resumed run picks up its data, and what stops a diverging run."""
 
 import itertools
 import json
@@ -81,9 +81,42 @@ def test_f_ext_is_g_as_the_supervised_phase_left_it(trained):
             strict=True,
         )
     ), "f_ext must not be G before the adversarial phase starts"
+    assert not boundary.f_ext_taken
     for step in range(BCE_STEPS + 1, BCE_STEPS + ADVERSARIAL_STEPS + 1):
         later = saved_state(config, workdir, step)
         chex.assert_trees_all_equal(later.f_variables, boundary.g_variables)
+        assert later.f_ext_taken
+
+
+def test_resuming_past_a_lowered_boundary_takes_the_snapshot(trained, tmp_path):
+    """A run that stopped at the end of its supervised phase, resumed with fewer
+    schedule.bce_steps, is inside the adversarial phase at once: f_ext must be G as resumed,
+    never the random initial network."""
+    config, workdir = trained
+    copy_checkpoint(workdir, BCE_STEPS, str(tmp_path))
+    lowered = tiny_config(config.data.data_dir, bce_steps=BCE_STEPS - 1, adversarial_steps=2)
+    train.train_and_evaluate(lowered, str(tmp_path))
+    resumed_from = saved_state(config, workdir, BCE_STEPS)
+    after = saved_state(lowered, str(tmp_path), BCE_STEPS + 1)
+    assert after.f_ext_taken
+    chex.assert_trees_all_equal(after.f_variables, resumed_from.g_variables)
+
+
+def test_divergence_stops_the_run_before_anything_bad_is_saved(trained, tmp_path):
+    config, workdir = trained
+    copy_checkpoint(workdir, BCE_STEPS, str(tmp_path))
+    huge = tiny_config(config.data.data_dir)
+    huge.optim.d_learning_rate = 1e30  # the critic's second update overflows
+    with pytest.raises(train.NonFiniteError) as error:
+        train.train_and_evaluate(huge, str(tmp_path))
+    message = str(error.value)
+    assert "\n" not in message
+    assert f"step {BCE_STEPS + 1} (adversarial phase): the critic's" in message
+    assert "optim.d_learning_rate=1e+30" in message and "optim.g_learning_rate=" in message
+    assert f"nothing after the checkpoint at step {BCE_STEPS} was saved" in message
+    assert os.listdir(os.path.join(tmp_path, "checkpoints")) == [str(BCE_STEPS)]
+    with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
+        assert not [line for line in f if '"phase": "adversarial"' in line]
 
 
 def test_resumed_run_continues_exactly(trained, tmp_path):
@@ -141,7 +174,8 @@ def test_pretrained_f_ext_is_the_pretrained_backbone(data_dir, tmp_path):
     config.model.pretrained = str(tmp_path / "weights")
     backbone = write_pretrained(config.model.pretrained, resnet18, 16, seed=7)
     run = train.Run(config, str(tmp_path / "run"))
-    f_variables = jax.device_get(run.state.f_variables)
     run.checkpointer.close()
+    assert run.state.f_ext_taken  # no snapshot will replace it
+    state = jax.device_get(train.take_feature_extractor_if_due(run.state, run.mesh))
     for kind, tree in backbone.items():
-        chex.assert_trees_all_equal({k: f_variables[kind][k] for k in tree}, tree)
+        chex.assert_trees_all_equal({k: state.f_variables[kind][k] for k in tree}, tree)
