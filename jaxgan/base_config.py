@@ -32,7 +32,15 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.private_threads = 0  # tf.data private thread pool size; 0 = tf.data's default
 
     c.method = ml_collections.ConfigDict()
-    c.method.alpha = 10.0  # BCE weight in the generator loss (Eq. 2)
+    # The loss of the supervised phase, also the one α weighs in the generator loss (Eq. 2):
+    # "bce" (the paper's) or "asl" (jaxgan.losses.CLASSIFICATION_LOSSES).
+    c.method.classification_loss = "bce"
+    # ASL (Ridnik et al., ICCV 2021), for classification_loss="asl"; that paper's values.
+    c.method.asl = ml_collections.ConfigDict()
+    c.method.asl.gamma_neg = 4.0  # γ−, focusing of negatives
+    c.method.asl.gamma_pos = 0.0  # γ+, focusing of positives
+    c.method.asl.clip = 0.05  # probability margin m: negatives with p < m cost nothing
+    c.method.alpha = 10.0  # weight of the classification loss in the generator loss (Eq. 2)
     c.method.gp_weight = 10.0  # lambda, gradient-penalty scale (Eq. 4)
     c.method.beta = 0.9  # Gumbel-sigmoid inverse temperature, no annealing
     c.method.n_critic = 3  # discriminator updates per generator update
@@ -61,7 +69,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.schedule = ml_collections.ConfigDict()
     c.schedule.batch_size = 32  # global batch, split over all devices
     c.schedule.eval_batch_size = 64
-    c.schedule.bce_steps = 20_000  # phase 1: BCE fine-tuning updates of G
+    c.schedule.bce_steps = 20_000  # phase 1: supervised updates of G (classification loss alone)
     c.schedule.adversarial_steps = (
         20_000  # phase 2: generator updates (each after n_critic D updates)
     )

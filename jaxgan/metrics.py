@@ -3,8 +3,12 @@
 Conventions (the paper's and ML-GCN's): CF1 = 2·CP·CR/(CP+CR), the harmonic mean of the
 per-class means, not the mean of per-class F1; OP/OR/OF1 pool all (image, label) decisions
 (OF1 = micro F1); a never-predicted class has precision 0. Classes with no positive example
-in the split are left out of every per-class mean (their recall and AP are undefined).
+in the split are left out of every per-class mean (their recall and AP are undefined); their
+false positives still count in OP. A split with no positive at all gives 0 for every recall,
+per-class mean and mAP (nothing to find counts as nothing found), never NaN.
 Top-3 variants keep, per image, the 3 highest scores that also pass the threshold.
+AP ranks by score with tied scores as one block (scikit-learn's convention), so that no
+metric depends on the order of the evaluation rows, even where float32 sigmoids saturate at 1.
 """
 
 import numpy as np
@@ -16,6 +20,11 @@ def _f1(precision: float, recall: float) -> float:
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.where(den > 0, num / np.maximum(den, 1), 0.0)
+
+
+def _mean(values: np.ndarray) -> float:
+    """The mean, 0 for no values (a split without positives)."""
+    return float(np.mean(values)) if len(values) else 0.0
 
 
 def top_k_mask(scores: np.ndarray, k: int) -> np.ndarray:
@@ -33,25 +42,36 @@ def precision_recall_f1(predicted: np.ndarray, labels: np.ndarray) -> dict[str, 
     correct = (predicted & truth).sum(axis=0).astype(float)
     n_predicted = predicted.sum(axis=0).astype(float)
     n_truth = truth.sum(axis=0).astype(float)
-    cp = float(np.mean(_safe_ratio(correct, n_predicted)[present]))
-    cr = float(np.mean(correct[present] / n_truth[present]))
+    cp = _mean(_safe_ratio(correct, n_predicted)[present])
+    cr = _mean(correct[present] / n_truth[present])
     op = float(correct.sum() / max(n_predicted.sum(), 1))
-    o_r = float(correct.sum() / n_truth.sum())
+    o_r = float(correct.sum() / max(n_truth.sum(), 1))
     return {"CP": cp, "CR": cr, "CF1": _f1(cp, cr), "OP": op, "OR": o_r, "OF1": _f1(op, o_r)}
 
 
 def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
-    """Non-interpolated AP of one class: mean precision at the rank of each positive."""
+    """Non-interpolated AP of one class: mean precision at the rank of each positive.
+
+    Images with tied scores are one block: each positive in it gets the precision at the
+    block's end. Without ties this is the plain definition; with ties it does not depend on
+    the order of the rows (scikit-learn's `average_precision_score` does the same).
+    """
+    positives = np.asarray(positives, bool)
+    if not positives.any():
+        return 0.0
     order = np.argsort(-scores, kind="stable")
-    hits = positives[order]
-    precision_at_rank = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float(precision_at_rank[hits].mean())
+    ranked, hits = scores[order], positives[order]
+    block_ends = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])
+    true_positives = np.cumsum(hits)[block_ends]
+    precision = true_positives / (block_ends + 1)
+    new_positives = np.diff(true_positives, prepend=0)
+    return float(np.sum(precision * new_positives) / positives.sum())
 
 
 def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     truth = labels > 0.5
     present = np.flatnonzero(truth.any(axis=0))
-    return float(np.mean([average_precision(scores[:, i], truth[:, i]) for i in present]))
+    return _mean([average_precision(scores[:, i], truth[:, i]) for i in present])
 
 
 def compute_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict:

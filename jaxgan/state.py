@@ -20,6 +20,9 @@ class TrainState:
     d_params / d_opt_state: the critic D and its Adam state.
     f_variables: the frozen feature extractor f_ext ({'params', 'batch_stats'} of G's
       backbone), a snapshot taken when the adversarial phase starts (or the pretrained one).
+    f_ext_taken: whether `f_variables` is what the adversarial phase must use (the snapshot
+      has been taken, or f_ext is the pretrained backbone). Recorded in the state, so a run
+      resumed anywhere in the adversarial phase knows whether the snapshot is still due.
     rng: raw key data of the run's base key; steps fold counters into it.
     """
 
@@ -31,6 +34,7 @@ class TrainState:
     d_params: Any
     d_opt_state: optax.OptState
     f_variables: Variables
+    f_ext_taken: jax.Array
     rng: jax.Array
 
     @property
@@ -48,13 +52,22 @@ def copy_tree(tree):
 
 def snapshot_feature_extractor(state: TrainState) -> TrainState:
     """f_ext := G as it is now (DESIGN §1: taken when the adversarial phase starts)."""
-    return state.replace(f_variables=copy_tree(state.g_variables))
+    return state.replace(
+        f_variables=copy_tree(state.g_variables), f_ext_taken=jnp.ones((), jnp.bool_)
+    )
 
 
 def create_train_state(
-    rng: jax.Array, g_variables: Variables, d_params: Any, g_tx, d_tx
+    rng: jax.Array,
+    g_variables: Variables,
+    d_params: Any,
+    g_tx,
+    d_tx,
+    f_ext_taken: bool = False,
 ) -> TrainState:
-    """A fresh state; f_ext starts as a copy of G's initial (possibly pretrained) variables."""
+    """A fresh state; f_ext starts as a copy of G's initial (possibly pretrained) variables.
+    `f_ext_taken`: True when that copy is the f_ext to use (the pretrained backbone), False
+    when a snapshot must replace it when the adversarial phase starts."""
     g_params = g_variables["params"]
     batch_stats = g_variables.get("batch_stats", {})
     return TrainState(
@@ -66,5 +79,6 @@ def create_train_state(
         d_params=d_params,
         d_opt_state=d_tx.init(d_params),
         f_variables=copy_tree({"params": g_params, "batch_stats": batch_stats}),
+        f_ext_taken=jnp.asarray(f_ext_taken, jnp.bool_),
         rng=jax.random.key_data(rng),
     )

@@ -1,9 +1,12 @@
-"""Pure, module-level step functions (DESIGN §1). `train.py` binds a `StepContext` with
+"""Pure, module-level step functions (DESIGN §1). `compiled.py` binds a `StepContext` with
 `functools.partial` and compiles them with `jax.jit` over the device mesh.
 
 A batch is a dict {"image": float [B, H, W, 3], "labels": float {0, 1} [B, L]}. Randomness
 comes from the state's base key with a step counter folded in, so a step's result depends only
-on its inputs, never on how often it was called.
+on its inputs, never on how often it was called. Metrics name the classification loss by its
+name (`bce`, ...), whichever phase computed it. Every step also returns "nonfinite": an int
+with the bit of each network (`GENERATOR_FAILED`, `CRITIC_FAILED`) whose loss or gradient
+norm was not finite, for the loop to read when it next logs or saves (no sync per step).
 """
 
 import dataclasses
@@ -13,12 +16,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgan import losses
+from jaxgan import losses, pairs
 from jaxgan.sampling import gumbel_sigmoid
 from jaxgan.state import TrainState
 
 # Streams folded into the base key so the phases never reuse each other's randomness.
-BCE_STREAM, CRITIC_STREAM, GENERATOR_STREAM = 0, 1, 2
+SUPERVISED_STREAM, CRITIC_STREAM, GENERATOR_STREAM, PAIRING_STREAM = 0, 1, 2, 3
+# Bits of the "nonfinite" metric: which network's loss or gradient norm was not finite.
+GENERATOR_FAILED, CRITIC_FAILED = 1, 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +34,7 @@ class StepContext:
     discriminator: nn.Module
     g_tx: optax.GradientTransformation
     d_tx: optax.GradientTransformation
+    classification_loss: losses.ClassificationLoss = losses.ClassificationLoss()
     alpha: float = 10.0
     gp_weight: float = 10.0
     beta: float = 0.9
@@ -44,6 +50,7 @@ class StepContext:
             discriminator=discriminator,
             g_tx=g_tx,
             d_tx=d_tx,
+            classification_loss=losses.ClassificationLoss.from_config(m),
             alpha=m.alpha,
             gp_weight=m.gp_weight,
             beta=m.beta,
@@ -52,9 +59,32 @@ class StepContext:
             gumbel=m.gumbel,
         )
 
+    @property
+    def pair_kinds(self) -> tuple[str, ...]:
+        return pairs.pair_kinds(self.negative_sampling)
+
 
 def _key(state: TrainState, stream: int, counter: jax.Array) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(state.key(), stream), counter)
+
+
+def supervised_keys(state: TrainState) -> dict[str, jax.Array]:
+    """The randomness of the supervised update at `state.step`: G's dropout."""
+    return {"dropout": _key(state, SUPERVISED_STREAM, state.step)}
+
+
+def critic_keys(state: TrainState) -> dict[str, jax.Array]:
+    """The randomness of the critic update at `state.d_step`: the sample ŷ, G's dropout while
+    drawing it, ε of the gradient penalty's interpolation, and the mismatched pairing."""
+    sample, dropout, eps = jax.random.split(_key(state, CRITIC_STREAM, state.d_step), 3)
+    pairing = _key(state, PAIRING_STREAM, state.d_step)
+    return {"sample": sample, "dropout": dropout, "eps": eps, "pairing": pairing}
+
+
+def generator_keys(state: TrainState) -> dict[str, jax.Array]:
+    """The randomness of the generator update at `state.step`: the sample ŷ and G's dropout."""
+    sample, dropout = jax.random.split(_key(state, GENERATOR_STREAM, state.step))
+    return {"sample": sample, "dropout": dropout}
 
 
 def _generator_train(ctx: StepContext, params, batch_stats, images, key):
@@ -88,28 +118,41 @@ def _critic(ctx: StepContext, d_params):
     return lambda labels, features: ctx.discriminator.apply({"params": d_params}, labels, features)
 
 
+def _nonfinite(network_bit: int, loss: jax.Array, grads) -> jax.Array:
+    """`network_bit` when the loss or the gradients' global norm is not finite, else 0."""
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+    return jnp.where(finite, 0, network_bit).astype(jnp.int32)
+
+
 def _apply_gradients(tx, grads, opt_state, params):
     """One optimiser step: the new parameters and optimiser state."""
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
 
-def bce_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[TrainState, dict]:
-    """Phase 1: one update of G on the BCE loss alone."""
-    key = _key(state, BCE_STREAM, state.step)
+def _update_generator(state: TrainState, grads, batch_stats, ctx: StepContext) -> TrainState:
+    """Applies one update of G (both phases go through here): its optimiser step, the running
+    statistics its training-mode pass measured, and the step counter."""
+    params, opt_state = _apply_gradients(ctx.g_tx, grads, state.g_opt_state, state.g_params)
+    return state.replace(
+        step=state.step + 1, g_params=params, g_batch_stats=batch_stats, g_opt_state=opt_state
+    )
+
+
+def supervised_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[TrainState, dict]:
+    """Phase 1: one update of G on the classification loss alone."""
+    key = supervised_keys(state)["dropout"]
 
     def loss_fn(params):
         logits, batch_stats = _generator_train(
             ctx, params, state.g_batch_stats, batch["image"], key
         )
-        return losses.bce(logits, batch["labels"]), batch_stats
+        return ctx.classification_loss(logits, batch["labels"]), batch_stats
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
-    params, opt_state = _apply_gradients(ctx.g_tx, grads, state.g_opt_state, state.g_params)
-    state = state.replace(
-        step=state.step + 1, g_params=params, g_batch_stats=batch_stats, g_opt_state=opt_state
-    )
-    return state, {"bce": loss}
+    state = _update_generator(state, grads, batch_stats, ctx)
+    nonfinite = _nonfinite(GENERATOR_FAILED, loss, grads)
+    return state, {ctx.classification_loss.name: loss, "nonfinite": nonfinite}
 
 
 def discriminator_step(
@@ -117,13 +160,18 @@ def discriminator_step(
 ) -> tuple[TrainState, dict]:
     """One critic update on Eq. 4, each pair kind from its own batch.
 
-    batches: {"matched", "generated", "mismatched"} -> batch. Generated pairs are (x, ŷ) with
+    batches: pair kind -> batch, one per kind of `ctx.pair_kinds` (`pairs`: "matched",
+    "generated", and "mismatched" with negative sampling). Generated pairs are (x, ŷ) with
     ŷ sampled from G(x) under stop_gradient; the gradient penalty interpolates that batch's
     real labels with ŷ at the same images. Mismatched pairs pair each image of the third batch
-    with the label set of another image of it. G (its batch statistics included) stays fixed.
+    with the label set of another image of it that differs from its own (`pairs`). G (its
+    batch statistics included) stays fixed.
     """
-    sample_key, dropout_key, eps_key = jax.random.split(_key(state, CRITIC_STREAM, state.d_step), 3)
-    matched, generated, mismatched = (batches[k] for k in ("matched", "generated", "mismatched"))
+    keys = critic_keys(state)
+    sample_key, dropout_key, eps_key = keys["sample"], keys["dropout"], keys["eps"]
+    if set(batches) != set(ctx.pair_kinds):
+        raise ValueError(f"critic batches {sorted(batches)} != pair kinds {ctx.pair_kinds}")
+    matched, generated = batches["matched"], batches["generated"]
 
     logits, _ = _generator_train(
         ctx, state.g_params, state.g_batch_stats, generated["image"], dropout_key
@@ -134,45 +182,50 @@ def discriminator_step(
     eps = jax.random.uniform(eps_key, (fake_labels.shape[0], 1))
     interpolated = eps * generated["labels"] + (1.0 - eps) * fake_labels
     if ctx.negative_sampling:
+        mismatched = batches["mismatched"]
         mismatched_features = _features(ctx, state, mismatched["image"])
-        other_labels = jnp.roll(mismatched["labels"], 1, axis=0)
+        other_labels, pair_weights = pairs.mismatched_labels(keys["pairing"], mismatched["labels"])
 
     def loss_fn(d_params):
         critic = _critic(ctx, d_params)
         real = critic(matched["labels"], real_features)
         fake = critic(fake_labels, fake_features)
-        wrong = critic(other_labels, mismatched_features) if ctx.negative_sampling else None
+        wrong, weights = None, None
+        if ctx.negative_sampling:
+            wrong, weights = critic(other_labels, mismatched_features), pair_weights
         penalty = losses.gradient_penalty(lambda y: critic(y, fake_features), interpolated)
-        loss = losses.critic_loss(real, fake, wrong, penalty, ctx.gp_weight)
+        loss = losses.critic_loss(real, fake, wrong, penalty, ctx.gp_weight, weights)
         return loss, {"wasserstein": jnp.mean(real) - jnp.mean(fake), "gradient_penalty": penalty}
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
     params, opt_state = _apply_gradients(ctx.d_tx, grads, state.d_opt_state, state.d_params)
     state = state.replace(d_step=state.d_step + 1, d_params=params, d_opt_state=opt_state)
-    return state, {"d_loss": loss, **metrics}
+    return state, {"d_loss": loss, **metrics, "nonfinite": _nonfinite(CRITIC_FAILED, loss, grads)}
 
 
 def generator_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[TrainState, dict]:
-    """One update of G on Eq. 2: −E D(ŷ, x) + α·BCE, ŷ a differentiable sample of G(x)."""
-    sample_key, dropout_key = jax.random.split(_key(state, GENERATOR_STREAM, state.step))
+    """One update of G on Eq. 2: −E D(ŷ, x) + α·L_cls, ŷ a differentiable sample of G(x)."""
+    keys = generator_keys(state)
+    sample_key, dropout_key = keys["sample"], keys["dropout"]
     features = _features(ctx, state, batch["image"])
     critic = _critic(ctx, state.d_params)
+    loss_name = ctx.classification_loss.name
 
     def loss_fn(params):
         logits, batch_stats = _generator_train(
             ctx, params, state.g_batch_stats, batch["image"], dropout_key
         )
         scores = critic(_sample(ctx, sample_key, logits), features)
-        loss = losses.generator_loss(scores, logits, batch["labels"], ctx.alpha)
-        bce = losses.bce(logits, batch["labels"])
-        return loss, (batch_stats, {"g_loss": loss, "bce": bce, "g_critic": jnp.mean(scores)})
+        classification = ctx.classification_loss(logits, batch["labels"])
+        loss = losses.generator_loss(scores, classification, ctx.alpha)
+        metrics = {"g_loss": loss, loss_name: classification, "g_critic": jnp.mean(scores)}
+        return loss, (batch_stats, metrics)
 
-    (_, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
-    params, opt_state = _apply_gradients(ctx.g_tx, grads, state.g_opt_state, state.g_params)
-    state = state.replace(
-        step=state.step + 1, g_params=params, g_batch_stats=batch_stats, g_opt_state=opt_state
+    (loss, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.g_params
     )
-    return state, metrics
+    metrics["nonfinite"] = _nonfinite(GENERATOR_FAILED, loss, grads)
+    return _update_generator(state, grads, batch_stats, ctx), metrics
 
 
 def adversarial_step(
@@ -180,7 +233,7 @@ def adversarial_step(
 ) -> tuple[TrainState, dict]:
     """One whole phase-2 update as a single compiled call: n_critic critic updates, then one
     generator update. `critic_batches` is `discriminator_step`'s dict with a leading axis of
-    length n_critic (fresh batches for every update)."""
+    length n_critic (fresh batches for every update; `pairs.batches_per_update` counts them)."""
 
     def one_critic_update(carry, batches):
         return discriminator_step(carry, batches, ctx)
@@ -188,7 +241,8 @@ def adversarial_step(
     state, critic_metrics = jax.lax.scan(one_critic_update, state, critic_batches)
     state, generator_metrics = generator_step(state, generator_batch, ctx)
     last_critic = jax.tree.map(lambda m: m[-1], critic_metrics)
-    return state, {**last_critic, **generator_metrics}
+    nonfinite = jnp.max(critic_metrics["nonfinite"]) | generator_metrics["nonfinite"]
+    return state, {**last_critic, **generator_metrics, "nonfinite": nonfinite}
 
 
 def eval_step(state: TrainState, batch: dict, ctx: StepContext) -> jax.Array:

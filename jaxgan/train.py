@@ -1,6 +1,5 @@
 """The training loop: build the state, restore, run both phases, evaluate, checkpoint, log."""
 
-import functools
 import time
 
 import jax
@@ -8,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgan import checkpoint, evaluate, parallel, steps
+from jaxgan import checkpoint, evaluate, losses, pairs, parallel, steps
 from jaxgan import metrics as metrics_lib
 from jaxgan.checkpoint import Checkpointer, metadata
+from jaxgan.compiled import compile_steps
 from jaxgan.data import input_pipeline
 from jaxgan.data.datasets import get_source
 from jaxgan.metric_writer import MetricWriter
@@ -30,6 +30,7 @@ def validate_config(config) -> None:
     parallel.check_batch_size(s.batch_size, "schedule.batch_size")
     parallel.check_batch_size(s.eval_batch_size, "schedule.eval_batch_size")
     checkpoint.check_options(s)
+    losses.ClassificationLoss.from_config(m)  # an unknown name stops here, before any data
     if m.n_critic < 1:
         raise ValueError(f"method.n_critic must be >= 1, got {m.n_critic}")
     if not 0.0 < m.threshold < 1.0:
@@ -55,15 +56,14 @@ def make_optimizer(learning_rate: float, optim_config) -> optax.GradientTransfor
 
 
 def batches_per_update(config) -> int:
-    """Batches one adversarial update reads: n_critic × (2 or 3 pair kinds) + 1 for G."""
-    kinds = 3 if config.method.negative_sampling else 2
-    return config.method.n_critic * kinds + 1
+    """Batches one adversarial update reads (`pairs.batches_per_update`)."""
+    return pairs.batches_per_update(config.method.n_critic, config.method.negative_sampling)
 
 
 def batches_consumed(config, step: int) -> int:
     """The training stream's position after `step` generator updates."""
-    bce = min(step, config.schedule.bce_steps)
-    return bce + (step - bce) * batches_per_update(config)
+    supervised = min(step, config.schedule.bce_steps)
+    return supervised + (step - supervised) * batches_per_update(config)
 
 
 class Run:
@@ -87,20 +87,9 @@ class Run:
         self.checkpointer = Checkpointer(workdir, config.schedule.keep_checkpoints)
         self.classifier = evaluate.Classifier(config, self.source.class_names, self.mesh)
         self.saved_meta = {}  # the restored checkpoint's metadata
-        repl, data = parallel.replicated(self.mesh), parallel.batch_sharded(self.mesh)
-        self.data_sharding = data
-        self.stacked_sharding = parallel.batch_sharded(self.mesh, leading_axes=1)
-        jit = functools.partial(jax.jit, donate_argnums=0)
-        self.bce_step = jit(
-            functools.partial(steps.bce_step, ctx=self.ctx),
-            in_shardings=(repl, data),
-            out_shardings=(repl, repl),
-        )
-        self.adversarial_step = jit(
-            functools.partial(steps.adversarial_step, ctx=self.ctx),
-            in_shardings=(repl, self.stacked_sharding, data),
-            out_shardings=(repl, repl),
-        )
+        compiled = compile_steps(self.ctx, self.mesh)
+        self.supervised_step, self.adversarial_step = compiled.supervised, compiled.adversarial
+        self.data_sharding, self.stacked_sharding = compiled.data, compiled.stacked
 
     def _init_state(self, g_tx, d_tx):
         config = self.config
@@ -116,7 +105,8 @@ class Run:
         d_params = self.discriminator.init(d_key, jnp.zeros((1, self.num_labels)), features)[
             "params"
         ]
-        state = create_train_state(run_key, g_variables, d_params, g_tx, d_tx)
+        pretrained_f_ext = config.method.feature_extractor == "pretrained"
+        state = create_train_state(run_key, g_variables, d_params, g_tx, d_tx, pretrained_f_ext)
         return jax.device_put(state, parallel.replicated(self.mesh))
 
     def restore(self) -> bool:
@@ -154,21 +144,65 @@ def _stack(batches: list[dict]) -> dict:
 
 
 def _next_update_batches(config, batches):
-    """One adversarial update's data: n_critic × {matched, generated, mismatched}, then G's."""
-    kinds = ("matched", "generated", "mismatched")[: 3 if config.method.negative_sampling else 2]
+    """One adversarial update's data: for each critic update one batch per pair kind
+    (`pairs.pair_kinds`), stacked over the n_critic updates; then the generator's batch."""
+    kinds = pairs.pair_kinds(config.method.negative_sampling)
     critic = {kind: [] for kind in kinds}
     for _ in range(config.method.n_critic):
         for kind in kinds:
             critic[kind].append(next(batches))
-    stacked = {kind: _stack(critic[kind]) for kind in kinds}
-    if not config.method.negative_sampling:
-        stacked["mismatched"] = stacked["generated"]  # unused by the step; keeps one signature
-    return stacked, next(batches)
+    return {kind: _stack(critic[kind]) for kind in kinds}, next(batches)
+
+
+def take_feature_extractor_if_due(state, mesh):
+    """The adversarial phase's f_ext: a snapshot of G now, unless the state records that it
+    has one (taken earlier, or the pretrained backbone). The loop asks whenever it enters the
+    phase, at the boundary or when resuming inside it, so a run resumed past a lowered
+    `schedule.bce_steps` takes the snapshot too instead of keeping a random f_ext."""
+    if bool(jax.device_get(state.f_ext_taken)):
+        return state
+    return jax.device_put(snapshot_feature_extractor(state), parallel.replicated(mesh))
+
+
+class NonFiniteError(ValueError):
+    """Training diverged: a loss or gradient norm stopped being finite."""
+
+
+def _check_finite(pending: list, config, checkpointer) -> None:
+    """Reads the "nonfinite" flags of the updates since the last check, [(step, phase, flag)]
+    still on the device, and stops the run at the first bad one: called before anything is
+    logged, evaluated or saved, so a bad state is never checkpointed."""
+    flags = jax.device_get([flag for _, _, flag in pending])
+    bad = [
+        (step, phase, int(flag))
+        for (step, phase, _), flag in zip(pending, flags, strict=True)
+        if flag
+    ]
+    pending.clear()
+    if not bad:
+        return
+    step, phase, bits = bad[0]
+    # Critic first: its updates run first in an adversarial update, and its NaN reaches G.
+    named = ((steps.CRITIC_FAILED, "the critic's"), (steps.GENERATOR_FAILED, "the generator's"))
+    networks = " and ".join(name for bit, name in named if bits & bit)
+    checkpointer.wait()
+    latest = checkpointer.latest_step()
+    kept = (
+        f"nothing after the checkpoint at step {latest} was saved"
+        if latest is not None
+        else "no checkpoint was saved"
+    )
+    raise NonFiniteError(
+        f"training diverged at step {step} ({phase} phase): {networks} loss or gradient "
+        f"norm is not finite (optim.g_learning_rate={config.optim.g_learning_rate}, "
+        f"optim.d_learning_rate={config.optim.d_learning_rate}); {kept}; lower the learning "
+        "rates and rerun to resume from there"
+    )
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains (resuming from `workdir` if it holds a checkpoint), evaluating at the end of each
-    phase; returns {phase: test metrics} for each phase that has ended ("bce",
+    phase; returns {phase: test metrics} for each phase that has ended ("supervised",
     "adversarial"; a phase that ended in an earlier run reports what was recorded then) and
     writes the last evaluation's report to `<workdir>/eval.json`."""
     validate_config(config)
@@ -203,19 +237,21 @@ def train_and_evaluate(config, workdir: str) -> dict:
         },
         f"training {config.model.name} on {config.data.name} ({run.num_labels} labels, "
         f"{run.source.num_examples('train')} train images) on {jax.device_count()} device(s): "
-        f"{schedule.bce_steps} BCE + {schedule.adversarial_steps} adversarial steps",
+        f"{schedule.bce_steps} supervised ({config.method.classification_loss}) + "
+        f"{schedule.adversarial_steps} adversarial steps",
     )
     window_start, window_steps = time.time(), 0
-    report = None
+    report, nonfinite, in_adversarial_phase = None, [], False
     try:
         while step < total:
-            phase = "bce" if step < schedule.bce_steps else "adversarial"
-            if phase == "bce":
+            phase = "supervised" if step < schedule.bce_steps else "adversarial"
+            if phase == "supervised":
                 batch = parallel.to_global(next(batches), run.data_sharding)
-                run.state, values = run.bce_step(run.state, batch)
+                run.state, values = run.supervised_step(run.state, batch)
             else:
-                if step == schedule.bce_steps and config.method.feature_extractor == "snapshot":
-                    run.state = snapshot_feature_extractor(run.state)
+                if not in_adversarial_phase:
+                    run.state = take_feature_extractor_if_due(run.state, run.mesh)
+                    in_adversarial_phase = True
                 critic, generator = _next_update_batches(config, batches)
                 run.state, values = run.adversarial_step(
                     run.state,
@@ -224,8 +260,16 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 )
             step += 1
             window_steps += 1
+            values = dict(values)
+            nonfinite.append((step, phase, values.pop("nonfinite")))
             phase_end = step in (schedule.bce_steps, total)
-            if schedule.log_every and (step % schedule.log_every == 0 or phase_end):
+            logging_due = schedule.log_every and (step % schedule.log_every == 0 or phase_end)
+            eval_due = phase_end or (schedule.eval_every and step % schedule.eval_every == 0)
+            every = schedule.checkpoint_every
+            save_due = phase_end or (every and step % every == 0)
+            if logging_due or eval_due or save_due:
+                _check_finite(nonfinite, config, run.checkpointer)
+            if logging_due:
                 values = jax.device_get(values)
                 rate = window_steps / max(time.time() - window_start, 1e-9)
                 left = _seconds_left(config, step, rate, phase)
@@ -234,20 +278,20 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     _progress_line(step, total, phase, values, rate, left),
                 )
                 window_start, window_steps = time.time(), 0
-            evaluated = phase_end or (schedule.eval_every and step % schedule.eval_every == 0)
-            if evaluated:
+            if eval_due:
                 report = _evaluate_and_log(run, writer, f"after step {step} ({phase} phase)")
                 if phase_end:
                     phase_results[phase] = report["metrics"]
-            if evaluated or (schedule.checkpoint_every and step % schedule.checkpoint_every == 0):
+            if save_due:
                 run.checkpointer.save(
                     run.state,
                     run.meta,
-                    report["metrics"] if evaluated else None,
-                    thresholds=report["thresholds"] if evaluated else None,
+                    report["metrics"] if eval_due else None,
+                    thresholds=report["thresholds"] if eval_due else None,
                     phase_results=phase_results,
                 )
     except KeyboardInterrupt:
+        _check_finite(nonfinite, config, run.checkpointer)  # never save a diverged state
         run.checkpointer.save(run.state, run.meta, phase_results=phase_results)
         run.checkpointer.wait()
         writer.write(
@@ -268,7 +312,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 def _phase_of(config, step: int) -> str:
-    return "bce" if step <= config.schedule.bce_steps else "adversarial"
+    return "supervised" if step <= config.schedule.bce_steps else "adversarial"
 
 
 def _evaluate_and_log(run: Run, writer: MetricWriter, when: str) -> dict:
@@ -284,10 +328,10 @@ def _evaluate_and_log(run: Run, writer: MetricWriter, when: str) -> dict:
 def _seconds_left(config, step: int, rate: float, measured_in: str) -> float:
     """An estimate from the current rate; an adversarial update is taken to cost about as
     much as the BCE steps on its batches, until its own rate has been measured."""
-    bce = config.schedule.bce_steps
+    supervised = config.schedule.bce_steps
     adversarial_left = (
-        config.schedule.bce_steps + config.schedule.adversarial_steps - max(step, bce)
+        config.schedule.bce_steps + config.schedule.adversarial_steps - max(step, supervised)
     )
-    if measured_in == "bce":
-        return (max(bce - step, 0) + adversarial_left * batches_per_update(config)) / rate
+    if measured_in == "supervised":
+        return (max(supervised - step, 0) + adversarial_left * batches_per_update(config)) / rate
     return adversarial_left / rate

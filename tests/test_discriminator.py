@@ -24,6 +24,24 @@ def test_paper_architecture():
     }
 
 
+def test_scores_equal_the_layers_written_out():
+    """z → Dense, y → Dense, concatenate [z, y], leaky-ReLU(0.2) hidden layers, a linear score."""
+    d = Discriminator(embed_dim=8, hidden_dim=16, num_layers=3)
+    labels = (jax.random.uniform(jax.random.key(5), (4, 6)) < 0.5).astype(jnp.float32)
+    features = jax.random.normal(jax.random.key(6), (4, 7))
+    params = jax.tree.map(np.asarray, d.init(jax.random.key(7), labels, features)["params"])
+
+    def dense(name, x):
+        return x @ params[name]["kernel"] + params[name]["bias"]
+
+    h = np.concatenate([dense("feature_embed", features), dense("label_embed", labels)], -1)
+    for i in range(3):
+        pre = dense(f"hidden_{i}", h)
+        h = np.where(pre > 0, pre, 0.2 * pre)
+    expected = dense("score", h)[:, 0]
+    np.testing.assert_allclose(d.apply({"params": params}, labels, features), expected, rtol=1e-5)
+
+
 def test_scores_are_unbounded_per_example_and_depend_on_both_inputs():
     d = Discriminator(embed_dim=8, hidden_dim=16, num_layers=2)
     labels = jnp.eye(4)[:3]

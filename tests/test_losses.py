@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -26,11 +27,28 @@ def test_critic_loss_weights_the_three_pair_kinds():
     assert float(losses.critic_loss(real, fake, None, jnp.array(0.0), 10.0)) == pytest.approx(-2.5)
 
 
-def test_generator_loss_is_minus_critic_plus_alpha_bce():
+def test_mismatched_pairs_without_a_differing_label_set_are_left_out():
+    real, fake = jnp.array([1.0, 3.0]), jnp.array([-1.0, 0.0])
+    wrong, weights = jnp.array([4.0, 100.0]), jnp.array([1.0, 0.0])
+    # -2 + 0.5 * (-0.5) + 0.5 * 4 (the second pair left out)
+    loss = losses.critic_loss(real, fake, wrong, jnp.array(0.0), 10.0, weights)
+    assert float(loss) == pytest.approx(-0.25)
+    # No pair found one: the mismatched term is 0, the generated term keeps its weight ½.
+    loss = losses.critic_loss(real, fake, wrong, jnp.array(0.0), 10.0, jnp.zeros(2))
+    assert float(loss) == pytest.approx(-2.25)
+
+
+def test_generator_loss_is_minus_critic_plus_alpha_classification():
     scores = jnp.array([0.5, 1.5])
-    logits, labels = jnp.array([[0.0]]), jnp.array([[1.0]])
-    expected = -1.0 + 10 * np.log(2.0)
-    assert float(losses.generator_loss(scores, logits, labels, 10.0)) == pytest.approx(expected)
+    assert float(losses.generator_loss(scores, jnp.array(0.25), 10.0)) == pytest.approx(1.5)
+
+
+def test_classification_loss_by_name():
+    logits, labels = jnp.array([[0.0, 2.0]]), jnp.array([[1.0, 0.0]])
+    bce = losses.ClassificationLoss("bce")
+    assert float(bce(logits, labels)) == pytest.approx(np.log(2.0) + np.log1p(np.exp(2.0)))
+    with pytest.raises(ValueError, match="unknown method.classification_loss 'bc'; choose"):
+        losses.ClassificationLoss("bc")
 
 
 def test_gradient_penalty_of_a_linear_critic():
@@ -48,3 +66,57 @@ def test_gradient_penalty_is_per_example():
     )
     # norms: 1 * 1 = 1 and 3 * 2 = 6 -> mean of 0 and 25.
     assert float(penalty) == pytest.approx(12.5, rel=1e-5)
+
+
+def test_asl_by_hand():
+    # p = sigmoid(logits) = 0.8808 (positive), 0.2689 and 0.6225 (negatives), 0.0180 (a
+    # negative below the margin).
+    logits = jnp.array([[2.0, -1.0, 0.5, -4.0]])
+    labels = jnp.array([[1.0, 0.0, 0.0, 0.0]])
+    p = 1 / (1 + np.exp(-np.asarray(logits[0], np.float64)))
+    shifted = np.maximum(p - 0.05, 0)  # p_m: negatives move down by the margin
+    positive = np.log(p[0])  # γ+ = 0: weight 1
+    negatives = shifted[1:] ** 4 * np.log(1 - shifted[1:])  # γ− = 4
+    assert shifted[3] == 0.0  # an easy negative costs nothing
+    expected = -(positive + negatives.sum())
+    assert float(losses.asl(logits, labels)) == pytest.approx(expected, rel=1e-5)
+    assert float(losses.asl(logits, labels)) == pytest.approx(0.218749, abs=1e-6)
+    # γ+ = 2 weighs the positive by (1 − p)²; two images average.
+    two = losses.asl(jnp.tile(logits, (2, 1)), jnp.tile(labels, (2, 1)), 4.0, 2.0, 0.05)
+    expected_two = -((1 - p[0]) ** 2 * positive + negatives.sum())
+    assert float(two) == pytest.approx(expected_two, rel=1e-5)
+
+
+def test_asl_focusing_weights_are_constants_in_the_gradient():
+    logits = jnp.array([[2.0, -1.0, 0.5, -4.0]])
+    labels = jnp.array([[1.0, 0.0, 0.0, 0.0]])
+    p = 1 / (1 + np.exp(-np.asarray(logits[0], np.float64)))
+    shifted = np.maximum(p - 0.05, 0)
+    # d/ds of −w·log p = −w (1 − p); of −w·log(1 − p + m) = w p (1 − p) / (1 − p + m) while
+    # p > m, 0 below the margin.
+    expected = np.where(
+        np.asarray(labels[0]) > 0,
+        -((1 - p) ** 1) * (1 - p),
+        np.where(p > 0.05, shifted**4 * p * (1 - p) / (1 - shifted), 0.0),
+    )
+    grad = jax.grad(lambda s: losses.asl(s, labels, 4.0, 1.0, 0.05))(logits)[0]
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-9)
+
+
+def test_asl_without_focusing_or_margin_is_bce_exactly():
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(0, 4, (16, 7)), jnp.float32)
+    labels = jnp.asarray(rng.random((16, 7)) < 0.3, jnp.float32)
+    assert float(losses.asl(logits, labels, 0.0, 0.0, 0.0)) == float(losses.bce(logits, labels))
+    np.testing.assert_array_equal(
+        jax.grad(lambda s: losses.asl(s, labels, 0.0, 0.0, 0.0))(logits),
+        jax.grad(lambda s: losses.bce(s, labels))(logits),
+    )
+
+
+def test_classification_loss_picks_asl_with_its_fields():
+    logits, labels = jnp.array([[0.3, -2.0]]), jnp.array([[1.0, 0.0]])
+    chosen = losses.ClassificationLoss("asl", gamma_neg=2.0, gamma_pos=1.0, clip=0.1)
+    assert float(chosen(logits, labels)) == float(losses.asl(logits, labels, 2.0, 1.0, 0.1))
+    with pytest.raises(ValueError, match="method.asl.clip must lie in"):
+        losses.ClassificationLoss("asl", clip=1.0)

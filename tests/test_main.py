@@ -74,7 +74,7 @@ def trained(tmp_path_factory, data_dir):
 
 def test_training_shows_progress_and_prints_metrics(trained):
     workdir, stdout = trained
-    assert "[bce]" in stdout and "[adversarial]" in stdout
+    assert "[supervised] bce=" in stdout and "[adversarial]" in stdout
     assert "steps/s" in stdout and "min left" in stdout
     assert "wasserstein=" in stdout and "d_loss=" in stdout and "g_loss=" in stdout
     assert "test metrics after step 28" in stdout and "C-F1" in stdout
@@ -166,6 +166,17 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(trained, data_dir, 
     assert 8 <= resumed_at < 28
     uninterrupted = final_eval(trained[0])["eval"]
     assert final_eval(workdir)["eval"] == pytest.approx(uninterrupted, rel=1e-5, abs=1e-6)
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(data_dir, tmp_path):
+    workdir = str(tmp_path / "diverging")
+    diverging = ["--config.schedule.bce_steps=2", "--config.optim.d_learning_rate=1e30"]
+    code, stdout, stderr = run(command(workdir, data_dir, *diverging))
+    assert code != 0
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: training diverged at step 3 (adversarial phase): the critic")
+    assert "Traceback" not in stderr
+    assert os.listdir(os.path.join(workdir, "checkpoints")) == ["2"]
 
 
 @pytest.mark.parametrize(

@@ -76,6 +76,39 @@ def test_classes_without_positives_are_left_out():
     assert r["OP"] == pytest.approx(2 / 3)  # the false positive still counts overall
 
 
+def test_no_metric_depends_on_the_order_of_the_rows_even_with_saturated_scores():
+    rng = np.random.default_rng(1)
+    labels = (rng.random((200, 6)) < 0.4).astype(int)
+    logits = rng.normal(0, 12, size=(200, 6)) + 8 * labels
+    # float32 sigmoids, as eval_step returns them: every logit above ~16.6 gives exactly 1.0.
+    scores = (1 / (1 + np.exp(-logits.astype(np.float32)))).astype(np.float32)
+    assert (scores == 1.0).sum() > 50 and (labels[scores[:, 0] == 1.0, 0] == 0).any()
+    results = metrics.compute_metrics(scores, labels, 0.5)
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(200)
+        assert metrics.compute_metrics(scores[order], labels[order], 0.5) == results
+    assert results["mAP"] == pytest.approx(
+        average_precision_score(labels, scores, average="macro"), rel=1e-12
+    )
+
+
+def test_tied_positives_share_the_precision_at_the_end_of_their_block():
+    # ranks: 0.9 (+), then a tie of three at 0.5 holding one positive, then 0.1 (+).
+    scores = np.array([0.9, 0.5, 0.5, 0.5, 0.1])
+    positives = np.array([True, False, True, False, True])
+    # precisions: 1/1 at the first, 2/4 for the tied one, 3/5 at the last.
+    assert metrics.average_precision(scores, positives) == pytest.approx((1 + 2 / 4 + 3 / 5) / 3)
+
+
+def test_a_split_without_positives_gives_zeros_not_nan():
+    scores = np.array([[0.9, 0.2], [0.3, 0.7]])
+    r = metrics.compute_metrics(scores, np.zeros((2, 2), int), 0.5)
+    assert all(np.isfinite(v) for v in r.values())
+    for name in ("CP", "CR", "CF1", "OP", "OR", "OF1", "mAP", "CR_top3", "OR_top3"):
+        assert r[name] == 0.0, name
+    assert 0.05 <= metrics.best_threshold(scores, np.zeros((2, 2), int)) <= 0.95
+
+
 def test_best_threshold_finds_the_separating_value():
     scores = np.array([[0.3], [0.35], [0.2], [0.1]])
     labels = np.array([[1], [1], [0], [0]])
@@ -89,7 +122,20 @@ def test_shape_mismatch_is_an_error():
         metrics.compute_metrics(np.zeros((3, 2)), np.zeros((3, 4)))
 
 
-def test_table_shows_every_metric():
-    table = metrics.format_table(metrics.compute_metrics(SCORES, LABELS), "title")
-    for word in ("C-F1", "O-F1", "top-3", "mAP", "labels/image"):
-        assert word in table
+def test_table_prints_the_results_as_percentages():
+    results = metrics.compute_metrics(SCORES, LABELS)
+    lines = metrics.format_table(results, "title").splitlines()
+    assert lines[0] == "title"
+    assert lines[1].split() == ["C-P", "C-R", "C-F1", "O-P", "O-R", "O-F1"]
+    for line, suffix in ((lines[2], ""), (lines[3], "_top3")):
+        names = ["CP", "CR", "CF1", "OP", "OR", "OF1"]
+        shown = [float(v) for v in line.split()[-6:]]
+        assert shown == [round(100 * results[n + suffix], 2) for n in names]
+    assert lines[4].split() == [
+        "mAP",
+        f"{100 * results['mAP']:.2f}",
+        "labels/image",
+        f"{results['labels_per_image']:.2f}",
+        "images",
+        "4",
+    ]

@@ -1,4 +1,9 @@
-"""Tiny models, states and batches shared by the tests (8 px images, 5 labels)."""
+"""Tiny models, states and batches shared by the tests (8 px images, 5 labels).
+
+The tiny state is built so that reading the wrong variables shows: f_ext is another network
+than G (its own initialisation, like a pretrained backbone), and G's running BatchNorm
+statistics are far from what a training-mode pass measures on a batch.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -8,27 +13,46 @@ import optax
 from jaxgan import steps
 from jaxgan.models.discriminator import Discriminator
 from jaxgan.models.resnet import resnet_small
-from jaxgan.state import create_train_state, snapshot_feature_extractor
+from jaxgan.state import create_train_state
 
 L, SIZE, BATCH, N_CRITIC = 5, 8, 8, 3
+LEARNING_RATE = 1e-2
 
 
-def make_context(**method):
+def make_context(optimizer="adam", **method):
+    """A StepContext over a tiny G and D. optimizer="sgd" makes an update `−lr · gradient`, so
+    a test can read the gradient a step used from the parameters it changed."""
     generator = resnet_small(num_labels=L, width=4)
     discriminator = Discriminator(
         embed_dim=8, hidden_dim=16, num_layers=2, conditional=method.pop("conditional", True)
     )
-    return steps.StepContext(generator, discriminator, optax.adam(1e-2), optax.adam(1e-2), **method)
+    make_tx = {"adam": optax.adam, "sgd": optax.sgd}[optimizer]
+    return steps.StepContext(
+        generator, discriminator, make_tx(LEARNING_RATE), make_tx(LEARNING_RATE), **method
+    )
+
+
+def _shifted_statistics(batch_stats, key):
+    """Running means and variances unlike a fresh network's zeros and ones."""
+    leaves, treedef = jax.tree.flatten_with_path(batch_stats)
+    keys = jax.random.split(key, len(leaves))
+    out = []
+    for (path, leaf), k in zip(leaves, keys, strict=True):
+        noise = jax.random.uniform(k, leaf.shape, minval=0.5, maxval=1.5)
+        out.append(noise * 2.0 if path[-1].key == "var" else noise - 1.0)
+    return jax.tree.unflatten(treedef, out)
 
 
 def make_state(ctx, seed=0):
-    g_key, d_key, run_key = jax.random.split(jax.random.key(seed), 3)
+    g_key, f_key, d_key, run_key, stats_key = jax.random.split(jax.random.key(seed), 5)
     image = jnp.zeros((1, SIZE, SIZE, 3))
     g_vars = ctx.generator.init(g_key, image, train=False)
-    features = ctx.generator.apply(g_vars, image, train=False, features_only=True)
+    g_vars = {**g_vars, "batch_stats": _shifted_statistics(g_vars["batch_stats"], stats_key)}
+    f_vars = ctx.generator.init(f_key, image, train=False)
+    features = ctx.generator.apply(f_vars, image, train=False, features_only=True)
     d_params = ctx.discriminator.init(d_key, jnp.zeros((1, L)), features)["params"]
     state = create_train_state(run_key, g_vars, d_params, ctx.g_tx, ctx.d_tx)
-    return snapshot_feature_extractor(state)
+    return state.replace(f_variables=f_vars)
 
 
 def make_batch(seed, leading=()):
@@ -39,8 +63,5 @@ def make_batch(seed, leading=()):
     }
 
 
-def critic_batches(seed):
-    return {
-        kind: make_batch(seed + i, (N_CRITIC,))
-        for i, kind in enumerate(("matched", "generated", "mismatched"))
-    }
+def critic_batches(seed, kinds=("matched", "generated", "mismatched")):
+    return {kind: make_batch(seed + i, (N_CRITIC,)) for i, kind in enumerate(kinds)}

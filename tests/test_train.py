@@ -1,0 +1,181 @@
+"""The training loop, in process, on the embedded dataset's small build: where f_ext comes
+from, where a resumed run picks up its data, and what stops a diverging run."""
+
+import itertools
+import json
+import os
+import runpy
+import shutil
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from jaxgan import pairs, train
+from jaxgan.models.resnet import resnet18
+from jaxgan.weights.pretrained import METADATA_FILE, VARIABLES_DIR
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BCE_STEPS, ADVERSARIAL_STEPS = 2, 2
+
+
+def tiny_config(data_dir, **schedule):
+    config = runpy.run_path(os.path.join(ROOT, "configs", "digit_scenes.py"))["get_config"]()
+    config.data.builder_config = "small"
+    config.data.data_dir = data_dir
+    config.data.image_size = 16
+    config.model.width = 4
+    config.discriminator.update(embed_dim=8, hidden_dim=16, num_layers=2)
+    config.schedule.update(
+        batch_size=16,
+        eval_batch_size=64,
+        bce_steps=BCE_STEPS,
+        adversarial_steps=ADVERSARIAL_STEPS,
+        log_every=1,
+        eval_every=0,
+        checkpoint_every=1,
+        keep_checkpoints=100,
+    )
+    config.schedule.update(schedule)
+    return config
+
+
+def saved_state(config, workdir, step):
+    """The state in `workdir`'s checkpoint at `step`, on the host."""
+    run = train.Run(config, workdir)
+    state, _ = run.checkpointer.restore(run.state, run.meta, step)
+    run.checkpointer.close()
+    return jax.device_get(state)
+
+
+def copy_checkpoint(workdir, step, to):
+    source = os.path.join(workdir, "checkpoints", str(step))
+    shutil.copytree(source, os.path.join(to, "checkpoints", str(step)))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    """A whole tiny run with a checkpoint after every step."""
+    workdir = str(tmp_path_factory.mktemp("run"))
+    config = tiny_config(data_dir)
+    train.train_and_evaluate(config, workdir)
+    return config, workdir
+
+
+def test_f_ext_is_g_as_the_supervised_phase_left_it(trained):
+    config, workdir = trained
+    boundary = saved_state(config, workdir, BCE_STEPS)
+    assert not all(
+        bool(jnp.array_equal(a, b))
+        for a, b in zip(
+            jax.tree.leaves(boundary.f_variables),
+            jax.tree.leaves(boundary.g_variables),
+            strict=True,
+        )
+    ), "f_ext must not be G before the adversarial phase starts"
+    assert not boundary.f_ext_taken
+    for step in range(BCE_STEPS + 1, BCE_STEPS + ADVERSARIAL_STEPS + 1):
+        later = saved_state(config, workdir, step)
+        chex.assert_trees_all_equal(later.f_variables, boundary.g_variables)
+        assert later.f_ext_taken
+
+
+def test_resuming_with_a_lowered_boundary_is_refused(trained, tmp_path):
+    """A run resumed with fewer schedule.bce_steps would be inside the adversarial phase at
+    once, past the boundary where f_ext's snapshot is due: refused in one line naming the
+    field, before any step (the snapshot is a recorded fact of the state besides)."""
+    config, workdir = trained
+    copy_checkpoint(workdir, BCE_STEPS, str(tmp_path))
+    lowered = tiny_config(config.data.data_dir, bce_steps=BCE_STEPS - 1, adversarial_steps=2)
+    with pytest.raises(train.checkpoint.CheckpointError) as error:
+        train.train_and_evaluate(lowered, str(tmp_path))
+    message = str(error.value)
+    assert "\n" not in message and f"schedule.bce_steps={BCE_STEPS}" in message
+    assert os.listdir(os.path.join(tmp_path, "checkpoints")) == [str(BCE_STEPS)]
+
+
+def test_divergence_stops_the_run_before_anything_bad_is_saved(trained, tmp_path):
+    config, workdir = trained
+    copy_checkpoint(workdir, BCE_STEPS, str(tmp_path))
+    huge = tiny_config(config.data.data_dir)
+    huge.optim.d_learning_rate = 1e30  # the critic's second update overflows
+    with pytest.raises(train.NonFiniteError) as error:
+        train.train_and_evaluate(huge, str(tmp_path))
+    message = str(error.value)
+    assert "\n" not in message
+    assert f"step {BCE_STEPS + 1} (adversarial phase): the critic's" in message
+    assert "optim.d_learning_rate=1e+30" in message and "optim.g_learning_rate=" in message
+    assert f"nothing after the checkpoint at step {BCE_STEPS} was saved" in message
+    assert os.listdir(os.path.join(tmp_path, "checkpoints")) == [str(BCE_STEPS)]
+    with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
+        assert not [line for line in f if '"phase": "adversarial"' in line]
+
+
+def test_resumed_run_continues_exactly(trained, tmp_path):
+    """Resuming inside the adversarial phase reads the data where the first run did: the
+    final state is bit for bit the uninterrupted run's."""
+    config, workdir = trained
+    resume_at = BCE_STEPS + 1
+    copy_checkpoint(workdir, resume_at, str(tmp_path))
+    train.train_and_evaluate(config, str(tmp_path))
+    end = BCE_STEPS + ADVERSARIAL_STEPS
+    chex.assert_trees_all_equal(
+        saved_state(config, str(tmp_path), end), saved_state(config, workdir, end)
+    )
+
+
+def numbered_batches():
+    """Batch i holds the number i, so a test can see which batches went where."""
+    for i in itertools.count():
+        yield {"image": np.full((2, 1), i, np.float32), "labels": np.zeros((2, 3), np.float32)}
+
+
+@pytest.mark.parametrize("negative_sampling", [True, False])
+def test_an_update_reads_the_batches_the_resume_position_counts(negative_sampling):
+    config = tiny_config(None)
+    config.method.negative_sampling = negative_sampling
+    stream = numbered_batches()
+    critic, generator = train._next_update_batches(config, stream)
+    assert tuple(critic) == pairs.pair_kinds(negative_sampling)  # no unused batch is sent
+    read = [int(b["image"][i, 0, 0]) for b in critic.values() for i in range(len(b["image"]))]
+    read.append(int(generator["image"][0, 0]))
+    assert sorted(read) == list(range(train.batches_per_update(config)))
+    assert int(next(stream)["image"][0, 0]) == train.batches_per_update(config)
+
+
+def write_pretrained(path, arch_builder, image_size, seed):
+    """A converted checkpoint directory, as `python -m jaxgan.convert` writes one."""
+    variables = arch_builder(num_labels=1000, width=4).init(
+        jax.random.key(seed), jnp.zeros((1, image_size, image_size, 3)), train=False
+    )
+    backbone = {
+        kind: {k: v for k, v in tree.items() if k != "head"} for kind, tree in variables.items()
+    }
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(os.path.join(path, VARIABLES_DIR), backbone)
+    checkpointer.wait_until_finished()
+    with open(os.path.join(path, METADATA_FILE), "w") as f:
+        json.dump({"arch": "resnet18"}, f)
+    return backbone
+
+
+def test_pretrained_f_ext_is_the_pretrained_backbone(data_dir, tmp_path):
+    config = tiny_config(data_dir)
+    config.model.name = "resnet18"
+    config.method.feature_extractor = "pretrained"
+    config.model.pretrained = str(tmp_path / "weights")
+    backbone = write_pretrained(config.model.pretrained, resnet18, 16, seed=7)
+    run = train.Run(config, str(tmp_path / "run"))
+    run.checkpointer.close()
+    assert run.state.f_ext_taken  # no snapshot will replace it
+    state = jax.device_get(train.take_feature_extractor_if_due(run.state, run.mesh))
+    for kind, tree in backbone.items():
+        chex.assert_trees_all_equal({k: state.f_variables[kind][k] for k in tree}, tree)
