@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgan import parallel, steps
+from jaxgan import parallel, steps, xla_options
 from jaxgan.base_config import get_base_config
 from jaxgan.models import DTYPES, GENERATORS, create_generator
 from jaxgan.models.discriminator import create_discriminator
@@ -101,6 +101,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help=f"peak FLOP/s from a known chip: auto (from the device), none, {sorted(PEAK_TFLOPS)}",
     )
     parser.add_argument("--peak_tflops", type=float, default=0.0, help="per chip; overrides --chip")
+    parser.add_argument(
+        "--xla_options",
+        default="project",
+        choices=("project", "none"),
+        help="project: the compiler options training uses (jaxgan/xla_options.py); none: XLA's",
+    )
     parser.add_argument("--out", default="", help="write <out>.json and <out>.md")
     args = parser.parse_args(argv)
     check_args(args, parser)
@@ -221,6 +227,7 @@ class Bench:
         jax.block_until_ready(self.state)
         self.init_s = time.perf_counter() - start
         self.n_critic = config.method.n_critic
+        self.compiler_options = xla_options.compiler_options(devices[0].platform)
 
     def _init_state(self, generator, discriminator, g_tx, d_tx):
         args = self.args
@@ -244,7 +251,7 @@ class Bench:
         )
         return jax.device_put(batch, self.stacked if leading else self.data)
 
-    def compile(self, name: str) -> CompiledStep:
+    def compile(self, name: str, compiler_options: dict | None = None) -> CompiledStep:
         """Traces, lowers and compiles one step as the training loop does (state donated)."""
         batch_size, n = self.args.batch_size, self.n_critic
         critic_batches = {
@@ -279,8 +286,10 @@ class Bench:
             out_shardings=(self.repl, self.repl),
             donate_argnums=0,
         )
+        if compiler_options is None and self.args.xla_options == "project":
+            compiler_options = self.compiler_options
         start = time.perf_counter()
-        compiled = jitted.lower(self.state, *batches).compile()
+        compiled = jitted.lower(self.state, *batches).compile(compiler_options or None)
         compile_s = time.perf_counter() - start
         return CompiledStep(
             name,
@@ -349,6 +358,12 @@ def environment(devices) -> dict:
     }
 
 
+def _compiler_options_used(args, devices) -> dict:
+    if args.xla_options == "none":
+        return {}
+    return xla_options.compiler_options(devices[0].platform)
+
+
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -400,6 +415,7 @@ def run(args) -> dict:
         "args": vars(args),
         "environment": environment(devices),
         "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
+        "compiler_options": _compiler_options_used(args, devices),
         "init_s": bench.init_s,
         "peak_tflops_per_device": peak,
         "peak_source": peak_source,

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
+from jaxgan import xla_options
+
 # (name, input's place, in channels, out channels, kernel, stride, padding, count in ResNet-18).
 # Places: 0 the image, 1 after the stem and max-pool (layer1), 2-4 after layer2-4's stride 2.
 RESNET18_CONVS = (
@@ -53,7 +55,7 @@ def feature_sides(image_size):
     return sides
 
 
-def jax_conv_step(shape, dtype):
+def jax_conv_step(shape, dtype, compiler_options):
     n, side, cin, cout, k, stride, pad, _ = shape
 
     def conv(x, w):
@@ -69,7 +71,11 @@ def jax_conv_step(shape, dtype):
         return jnp.sum(conv(x, w) * g)
 
     argnums = (1,) if cin == 3 else (0, 1)
-    grad = jax.jit(jax.grad(loss, argnums=argnums))
+    # value_and_grad: the forward's output is computed too (the gradients alone do not need it
+    # for a linear op, and XLA would drop it), as torch computes it.
+    grad = jax.jit(
+        jax.value_and_grad(loss, argnums=argnums), compiler_options=compiler_options or None
+    )
     rng = np.random.RandomState(0)
     x = jnp.asarray(rng.randn(n, side, side, cin), dtype)
     w = jnp.asarray(rng.randn(k, k, cin, cout) * 0.05, dtype)
@@ -95,11 +101,11 @@ def torch_conv_step(shape, dtype):
     return step
 
 
-def mean_time(call, iters):
-    start = time.perf_counter()
+def mean_time(call, iters, clock=time.perf_counter):
+    start = clock()
     for _ in range(iters):
         call()
-    return (time.perf_counter() - start) / iters
+    return (clock() - start) / iters
 
 
 def main(argv=None):
@@ -109,6 +115,18 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iters", type=int, default=3, help="calls per side per round")
+    parser.add_argument(
+        "--xla_options",
+        default="project",
+        choices=("project", "none"),
+        help="project: jaxgan/xla_options.py's compiler options (as training); none: XLA's",
+    )
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=("wall", "process"),
+        help="process: this process's CPU seconds (pin it to one core, e.g. `taskset -c 1`)",
+    )
     parser.add_argument("--out", default="", help="write <out>.json and <out>.md")
     args = parser.parse_args(argv)
     sides = feature_sides(args.image_size)
@@ -118,13 +136,15 @@ def main(argv=None):
     ]
     names = [c[0] for c in RESNET18_CONVS]
     jdtype = jnp.float32 if args.dtype == "float32" else jnp.bfloat16
-    steps = [(jax_conv_step(s, jdtype), torch_conv_step(s, args.dtype)) for s in shapes]
+    options = xla_options.compiler_options("cpu") if args.xla_options == "project" else {}
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    steps = [(jax_conv_step(s, jdtype, options), torch_conv_step(s, args.dtype)) for s in shapes]
     loads = [os.getloadavg()[0]]
     times = {name: {"jax": [], "torch": []} for name in names}
     for _ in range(args.rounds):
         for name, (jax_step, torch_step) in zip(names, steps, strict=True):
-            times[name]["jax"].append(mean_time(jax_step, args.iters) * 1e3)
-            times[name]["torch"].append(mean_time(torch_step, args.iters) * 1e3)
+            times[name]["jax"].append(mean_time(jax_step, args.iters, clock) * 1e3)
+            times[name]["torch"].append(mean_time(torch_step, args.iters, clock) * 1e3)
         loads.append(os.getloadavg()[0])
     rows, total_jax, total_torch = [], 0.0, 0.0
     for name, shape in zip(names, shapes, strict=True):
@@ -149,7 +169,8 @@ def main(argv=None):
             f"{args.dtype}, forward + backward; jax {jax.__version__}, torch "
             f"{torch.__version__} ({torch.get_num_threads()} threads), {os.cpu_count()} cores; "
             f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}; median of "
-            f"{args.rounds} alternating rounds of {args.iters} calls; 1-minute load average "
+            f"{args.rounds} alternating rounds of {args.iters} calls, {args.clock} clock; XLA "
+            f"options {options or 'none'}; 1-minute load average "
             f"{min(loads):.1f}-{max(loads):.1f}.",
             "",
             "| conv | side, channels | per net | GFLOP | XLA ms | torch ms "

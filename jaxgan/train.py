@@ -11,7 +11,7 @@ import numpy as np
 import optax
 
 from jaxgan import metrics as metrics_lib
-from jaxgan import parallel, steps
+from jaxgan import parallel, steps, xla_options
 from jaxgan.checkpoint import Checkpointer, metadata
 from jaxgan.data import input_pipeline
 from jaxgan.data.datasets import get_source
@@ -88,7 +88,8 @@ class Run:
         repl, data = parallel.replicated(self.mesh), parallel.batch_sharded(self.mesh)
         self.data_sharding = data
         self.stacked_sharding = parallel.batch_sharded(self.mesh, leading_axes=1)
-        jit = functools.partial(jax.jit, donate_argnums=0)
+        options = xla_options.compiler_options(self.mesh.devices.flat[0].platform)
+        jit = functools.partial(jax.jit, donate_argnums=0, compiler_options=options)
         self.bce_step = jit(
             functools.partial(steps.bce_step, ctx=self.ctx),
             in_shardings=(repl, data),
@@ -101,6 +102,7 @@ class Run:
         )
         self.eval_step = jax.jit(
             functools.partial(steps.eval_step, ctx=self.ctx),
+            compiler_options=options,
             in_shardings=(repl, data),
             out_shardings=data,
         )
