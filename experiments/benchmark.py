@@ -96,6 +96,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--iters", type=int, default=5, help="timed calls per step")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls after compiling")
     parser.add_argument(
+        "--compile_only",
+        action="store_true",
+        help="compile and report FLOPs and XLA's memory, run nothing (large models on a CPU)",
+    )
+    parser.add_argument(
         "--chip",
         default="auto",
         help=f"peak FLOP/s from a known chip: auto (from the device), none, {sorted(PEAK_TFLOPS)}",
@@ -386,7 +391,10 @@ def run(args) -> dict:
         if name not in args.steps.split(","):
             continue
         step = bench.compile(name)
-        times = time_calls(functools.partial(bench.call, step), args.iters, args.warmup)
+        if args.compile_only:
+            times = [float("nan")]
+        else:
+            times = time_calls(functools.partial(bench.call, step), args.iters, args.warmup)
         median = statistics.median(times)
         flops = step.flops_per_device
         xla_flops = flops

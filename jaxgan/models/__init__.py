@@ -12,7 +12,7 @@ import importlib
 import jax.numpy as jnp
 import ml_collections
 
-# name -> (module, constructor name). Constructors take (num_labels, dtype, width).
+# name -> (module, constructor name). Constructors take (num_labels, dtype, width, remat).
 GENERATORS = {
     "resnet_small": ("jaxgan.models.resnet", "resnet_small"),
     "resnet18": ("jaxgan.models.resnet", "resnet18"),
@@ -39,4 +39,9 @@ def create_generator(model_config: ml_collections.ConfigDict, num_labels: int):
         )
     module_name, constructor = GENERATORS[model_config.name]
     build = getattr(importlib.import_module(module_name), constructor)
-    return build(num_labels=num_labels, dtype=DTYPES[model_config.dtype], width=model_config.width)
+    return build(
+        num_labels=num_labels,
+        dtype=DTYPES[model_config.dtype],
+        width=model_config.width,
+        remat=model_config.get("remat", False),
+    )
