@@ -17,6 +17,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.model.name = "resnet101"  # a key of jaxgan.models.GENERATORS
     c.model.width = 64  # base channel count (ResNet family); the paper's backbones use 64
     c.model.dtype = "float32"  # compute dtype: "float32" or "bfloat16" (parameters stay float32)
+    # Recompute each backbone block's activations in the backward pass instead of keeping them:
+    # less memory for large backbones and batches, about one more forward pass of compute.
+    c.model.remat = False
     c.model.pretrained = (
         ""  # converted ImageNet checkpoint (python -m jaxgan.convert); "" = random init
     )

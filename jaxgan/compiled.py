@@ -11,7 +11,7 @@ from collections.abc import Callable
 import jax
 from jax.sharding import Mesh, NamedSharding
 
-from jaxgan import parallel, steps
+from jaxgan import parallel, steps, xla_options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +34,8 @@ class CompiledSteps:
 def compile_steps(ctx: steps.StepContext, mesh: Mesh) -> CompiledSteps:
     repl, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
     stacked = parallel.batch_sharded(mesh, leading_axes=1)
-    donating = functools.partial(jax.jit, donate_argnums=0)
+    options = xla_options.compiler_options(mesh.devices.flat[0].platform)
+    donating = functools.partial(jax.jit, donate_argnums=0, compiler_options=options)
     return CompiledSteps(
         supervised=donating(
             functools.partial(steps.supervised_step, ctx=ctx),
@@ -48,6 +49,7 @@ def compile_steps(ctx: steps.StepContext, mesh: Mesh) -> CompiledSteps:
         ),
         predict=jax.jit(
             functools.partial(steps.eval_step, ctx=ctx),
+            compiler_options=options,
             in_shardings=(repl, data),
             out_shardings=data,
         ),

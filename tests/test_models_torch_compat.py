@@ -55,6 +55,39 @@ def test_max_pool_with_padding_matches_torch():
     np.testing.assert_allclose(np.asarray(ours), _nhwc(ref), atol=0)
 
 
+@pytest.mark.parametrize(
+    "window,stride,padding,height,width",
+    [(3, 2, 1, 9, 8), (3, 2, 1, 10, 10), (2, 2, 0, 8, 9), (3, 2, 0, 9, 11)],
+)
+def test_max_pool_gradient_matches_torch_with_ties(window, stride, padding, height, width):
+    """ResNet's stem (3/2 padded), VGG (2/2) and Inception (3/2): values from {0, 1, 2} tie in
+    most windows, so the gradient must go to the same (first) maximum as torch's, and pixels
+    shared by overlapping windows must sum in torch's order (bit-equal)."""
+    rng = np.random.RandomState(window * 100 + height)
+    x = rng.randint(0, 3, (2, height, width, 3)).astype(np.float32)
+
+    def pool(v):
+        return torch_compat.max_pool(v, window, stride, padding)
+
+    out, vjp = jax.vjp(pool, jnp.asarray(x))
+    grad = rng.randn(*out.shape).astype(np.float32)
+    (ours,) = vjp(jnp.asarray(grad))
+    ref_in = _nchw(x).requires_grad_(True)
+    ref_out = torch.nn.functional.max_pool2d(ref_in, window, stride=stride, padding=padding)
+    ref_out.backward(_nchw(grad))
+    np.testing.assert_array_equal(np.asarray(out), _nhwc(ref_out))
+    np.testing.assert_array_equal(np.asarray(ours), _nhwc(ref_in.grad))
+
+
+def test_max_pool_gradient_under_jit_and_bfloat16():
+    x = jnp.asarray(np.random.RandomState(5).randn(2, 7, 7, 4), jnp.bfloat16)
+    grad = jax.jit(jax.grad(lambda v: torch_compat.max_pool(v, 3, 2, 1).astype(jnp.float32).sum()))
+    ours = grad(x)
+    assert ours.dtype == jnp.bfloat16
+    # Each of the 4 x 4 windows (7 px padded to 9, 3/2) sends its gradient of 1 to one pixel.
+    assert float(jnp.sum(ours.astype(jnp.float32))) == 16.0 * 2 * 4
+
+
 @pytest.mark.parametrize("epsilon", [1e-5, 1e-3])
 def test_batchnorm_train_step_and_running_stats_match_torch(epsilon):
     rng = np.random.RandomState(3)

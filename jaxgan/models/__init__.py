@@ -25,7 +25,7 @@ class Backbone:
     """What the rest of the project knows about one generator backbone."""
 
     module: str  # the module that defines it
-    constructor: str  # its builder there: (num_labels, dtype[, width]) -> Linen module
+    constructor: str  # its builder there: (num_labels, dtype[, width], remat) -> Linen module
     feature_dim: int  # F, the width of its pooled features at width PRETRAINED_WIDTH
     width_configurable: bool  # whether `model.width` scales its channels (ResNets)
     min_image_size: int  # the smallest input side it accepts
@@ -82,8 +82,15 @@ def backbone(name: str) -> Backbone:
     return GENERATORS[name]
 
 
-def build_generator(name: str, num_labels: int, dtype=jnp.float32, width: int = PRETRAINED_WIDTH):
-    """The Linen module of backbone `name` with `num_labels` outputs."""
+def build_generator(
+    name: str,
+    num_labels: int,
+    dtype=jnp.float32,
+    width: int = PRETRAINED_WIDTH,
+    remat: bool = False,
+):
+    """The Linen module of backbone `name` with `num_labels` outputs; `remat` recomputes each
+    block's activations in the backward pass instead of keeping them."""
     spec = backbone(name)
     kwargs = {}
     if spec.width_configurable:
@@ -95,7 +102,7 @@ def build_generator(name: str, num_labels: int, dtype=jnp.float32, width: int = 
             f"model.width={PRETRAINED_WIDTH} (widths apply to {', '.join(configurable)})"
         )
     build = getattr(importlib.import_module(spec.module), spec.constructor)
-    return build(num_labels, dtype=dtype, **kwargs)
+    return build(num_labels, dtype=dtype, remat=remat, **kwargs)
 
 
 def create_generator(model_config: ml_collections.ConfigDict, num_labels: int):
@@ -106,5 +113,9 @@ def create_generator(model_config: ml_collections.ConfigDict, num_labels: int):
             f"unknown model.dtype {model_config.dtype!r}; choose one of {sorted(DTYPES)}"
         )
     return build_generator(
-        model_config.name, num_labels, DTYPES[model_config.dtype], model_config.width
+        model_config.name,
+        num_labels,
+        DTYPES[model_config.dtype],
+        model_config.width,
+        remat=model_config.get("remat", False),
     )

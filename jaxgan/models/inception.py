@@ -156,6 +156,7 @@ class InceptionV3(nn.Module):
     transform_input: bool = False
     dropout_rate: float = 0.5
     dtype: jnp.dtype = jnp.float32
+    remat: bool = False  # recompute each Mixed block's activations in the backward pass
 
     @nn.compact
     def __call__(self, x, *, train: bool, features_only: bool = False):
@@ -165,6 +166,10 @@ class InceptionV3(nn.Module):
         x = x.astype(self.dtype)
         c = functools.partial(BasicConv, train=train, dtype=self.dtype)
         block = dict(train=train, dtype=self.dtype)
+        wrap = nn.remat if self.remat else (lambda cls: cls)
+        inception_a, inception_b, inception_c, inception_d, inception_e = (
+            wrap(cls) for cls in (InceptionA, InceptionB, InceptionC, InceptionD, InceptionE)
+        )
         x = c(32, 3, stride=2, name="Conv2d_1a_3x3")(x)
         x = c(32, 3, name="Conv2d_2a_3x3")(x)
         x = c(64, 3, padding=1, name="Conv2d_2b_3x3")(x)
@@ -172,17 +177,17 @@ class InceptionV3(nn.Module):
         x = c(80, 1, name="Conv2d_3b_1x1")(x)
         x = c(192, 3, name="Conv2d_4a_3x3")(x)
         x = max_pool(x, 3, 2)
-        x = InceptionA(32, **block, name="Mixed_5b")(x)
-        x = InceptionA(64, **block, name="Mixed_5c")(x)
-        x = InceptionA(64, **block, name="Mixed_5d")(x)
-        x = InceptionB(**block, name="Mixed_6a")(x)
-        x = InceptionC(128, **block, name="Mixed_6b")(x)
-        x = InceptionC(160, **block, name="Mixed_6c")(x)
-        x = InceptionC(160, **block, name="Mixed_6d")(x)
-        x = InceptionC(192, **block, name="Mixed_6e")(x)
-        x = InceptionD(**block, name="Mixed_7a")(x)
-        x = InceptionE(**block, name="Mixed_7b")(x)
-        x = InceptionE(**block, name="Mixed_7c")(x)
+        x = inception_a(32, **block, name="Mixed_5b")(x)
+        x = inception_a(64, **block, name="Mixed_5c")(x)
+        x = inception_a(64, **block, name="Mixed_5d")(x)
+        x = inception_b(**block, name="Mixed_6a")(x)
+        x = inception_c(128, **block, name="Mixed_6b")(x)
+        x = inception_c(160, **block, name="Mixed_6c")(x)
+        x = inception_c(160, **block, name="Mixed_6d")(x)
+        x = inception_c(192, **block, name="Mixed_6e")(x)
+        x = inception_d(**block, name="Mixed_7a")(x)
+        x = inception_e(**block, name="Mixed_7b")(x)
+        x = inception_e(**block, name="Mixed_7c")(x)
         features = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         if features_only:
             return features
@@ -190,5 +195,5 @@ class InceptionV3(nn.Module):
         return nn.Dense(self.num_labels, name="head")(x)
 
 
-def inception_v3(num_labels, dtype=jnp.float32, transform_input=False):
-    return InceptionV3(num_labels, transform_input=transform_input, dtype=dtype)
+def inception_v3(num_labels, dtype=jnp.float32, transform_input=False, remat=False):
+    return InceptionV3(num_labels, transform_input=transform_input, dtype=dtype, remat=remat)

@@ -74,10 +74,14 @@ class ResNet(nn.Module):
     width: int = 64
     small_stem: bool = False
     dtype: jnp.dtype = jnp.float32
+    remat: bool = False  # recompute each block's activations in the backward pass
 
     @nn.compact
     def __call__(self, x, *, train: bool, features_only: bool = False):
         norm = functools.partial(BatchNorm, use_running_average=not train, dtype=self.dtype)
+        # Rematerialised blocks keep only their inputs for the backward pass (`norm`, argument
+        # 2 counting the module, is a Python callable: static). Same parameters, same results.
+        block_cls = nn.remat(self.block_cls, static_argnums=(2,)) if self.remat else self.block_cls
         x = x.astype(self.dtype)
         if self.small_stem:
             x = conv(self.width, 3, 1, 1, dtype=self.dtype, name="conv1")(x)
@@ -89,7 +93,7 @@ class ResNet(nn.Module):
         for stage, num_blocks in enumerate(self.stage_sizes):
             for index in range(num_blocks):
                 stride = 2 if stage > 0 and index == 0 else 1
-                x = self.block_cls(
+                x = block_cls(
                     self.width * 2**stage, stride, self.dtype, name=f"layer{stage + 1}_{index}"
                 )(x, norm)
         features = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
@@ -99,8 +103,8 @@ class ResNet(nn.Module):
 
 
 def _factory(stage_sizes, block_cls, small_stem=False):
-    def build(num_labels, dtype=jnp.float32, width=64):
-        return ResNet(stage_sizes, block_cls, num_labels, width, small_stem, dtype)
+    def build(num_labels, dtype=jnp.float32, width=64, remat=False):
+        return ResNet(stage_sizes, block_cls, num_labels, width, small_stem, dtype, remat)
 
     return build
 

@@ -41,26 +41,45 @@ VGG16_LAYERS = (
 )
 
 
+def _stages(layers):
+    """(first index in torchvision's `features`, the convs' widths) per stage; each stage
+    ends with a max-pool."""
+    stages, current, index, start = [], [], 0, 0
+    for layer in layers:
+        if layer == "M":
+            stages.append((start, tuple(current)))
+            current, index = [], index + 1
+            start = index
+        else:
+            current.append(layer)
+            index += 2  # conv, ReLU
+    return stages
+
+
+def _stage(module, x, start, widths):
+    """One stage: 3x3 convs with ReLU, then a 2x2/2 max-pool (its convs named as torch's)."""
+    for offset, width in enumerate(widths):
+        name = f"features_{start + 2 * offset}"
+        x = conv(width, 3, 1, 1, use_bias=True, dtype=module.dtype, name=name)(x)
+        x = nn.relu(x)
+    return max_pool(x, 2, 2)
+
+
 class VGG(nn.Module):
     layers: tuple
     num_labels: int
     dropout_rate: float = 0.5
     dtype: jnp.dtype = jnp.float32
+    remat: bool = False  # recompute each stage's activations in the backward pass
 
     @nn.compact
     def __call__(self, x, *, train: bool, features_only: bool = False):
         x = x.astype(self.dtype)
-        index = 0  # position in torchvision's `features` Sequential (conv, ReLU, ..., pool)
-        for layer in self.layers:
-            if layer == "M":
-                x = max_pool(x, 2, 2)
-                index += 1
-            else:
-                x = conv(layer, 3, 1, 1, use_bias=True, dtype=self.dtype, name=f"features_{index}")(
-                    x
-                )
-                x = nn.relu(x)
-                index += 2
+        # Rematerialised stages keep only their inputs for the backward pass (start and widths,
+        # arguments 2 and 3 counting the module, are static); parameters keep their names.
+        stage = nn.remat(_stage, static_argnums=(2, 3)) if self.remat else _stage
+        for start, widths in _stages(self.layers):
+            x = stage(self, x, start, widths)
         x = adaptive_avg_pool(x, 7)
         x = x.reshape(x.shape[0], -1)  # (H, W, C) order; see the module docstring
         for name in ("classifier_0", "classifier_3"):
@@ -73,5 +92,5 @@ class VGG(nn.Module):
         return nn.Dense(self.num_labels, name="head")(features)
 
 
-def vgg16(num_labels, dtype=jnp.float32):
-    return VGG(VGG16_LAYERS, num_labels, dtype=dtype)
+def vgg16(num_labels, dtype=jnp.float32, remat=False):
+    return VGG(VGG16_LAYERS, num_labels, dtype=dtype, remat=remat)

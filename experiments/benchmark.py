@@ -1,0 +1,508 @@
+"""Time the compiled training steps on synthetic batches already on the devices.
+
+Times the project's own step functions (`jaxgan.steps.supervised_step`, `discriminator_step`,
+`generator_step`, `adversarial_step`), compiled as the training loop compiles them (jit over a
+('data',) mesh, the state replicated and donated, the batch sharded), for any backbone, input
+size, batch size, compute dtype and device count. Per step it reports the median time, images
+per second, compile time, FLOPs per step from XLA's cost analysis, the achieved FLOP/s and,
+given the chip's peak, the utilisation; the adversarial update's cost in BCE steps; memory.
+
+It imports no TensorFlow and needs only the runtime packages (jax, flax, optax,
+ml_collections), so it runs on an accelerator host as it is:
+
+    python experiments/benchmark.py --model=resnet101 --image_size=224 --batch_size=32 \
+        --dtype=bfloat16 --out=experiments/results/benchmark_h100_resnet101
+
+On a CPU, more than one device needs XLA_FLAGS=--xla_force_host_platform_device_count=N.
+
+FLOPs are XLA's count for one device's program, times the device count. XLA counts a loop's
+body once, so the adversarial update's FLOPs are n_critic critic updates plus one generator
+update, each from its own compilation. Memory: "XLA" is what the compiled program holds live
+at once (arguments + outputs + temporaries, less what donation aliases), per device, from
+buffer assignment; "device peak" is the backend's peak bytes in use since the process started
+(GPU and TPU report it, CPU does not), read after each step in the order they run.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import functools
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgan import parallel, steps, xla_options
+from jaxgan.base_config import get_base_config
+from jaxgan.models import DTYPES, GENERATORS, create_generator
+from jaxgan.models.discriminator import create_discriminator
+from jaxgan.state import create_train_state
+
+STEP_NAMES = ("bce", "critic", "generator", "adversarial")
+
+# Dense peak TFLOP/s per chip: (bfloat16 compute, float32 compute under JAX's default matmul
+# precision). By default JAX runs float32 convolutions and matmuls as TF32 on NVIDIA tensor
+# cores (A100 and later) and as one bfloat16 pass on TPUs, so those are the float32 peaks.
+PEAK_TFLOPS = {
+    "h200": (989.0, 494.0),  # H200 SXM: same tensor cores as H100 SXM
+    "h100": (989.0, 494.0),  # H100 SXM
+    "h100-pcie": (756.0, 378.0),
+    "a100": (312.0, 156.0),
+    "tpu-v4": (275.0, 275.0),
+    "tpu-v5e": (197.0, 197.0),
+    "tpu-v5p": (459.0, 459.0),
+    "tpu-v6e": (918.0, 918.0),
+}
+
+
+def known_chip(device_kind: str) -> str | None:
+    """The PEAK_TFLOPS key for a jax Device.device_kind string, or None if unknown."""
+    kind = device_kind.lower()
+    if "h200" in kind:
+        return "h200"
+    if "h100" in kind:
+        return "h100-pcie" if "pcie" in kind else "h100"
+    if "a100" in kind:
+        return "a100"
+    if "tpu" in kind:
+        if "v4" in kind:
+            return "tpu-v4"
+        if "v5 lite" in kind or "v5e" in kind or "v5litepod" in kind:
+            return "tpu-v5e"
+        if "v5" in kind:
+            return "tpu-v5p"
+        if "v6 lite" in kind or "v6e" in kind:
+            return "tpu-v6e"
+    return None
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="resnet18", help=f"one of {sorted(GENERATORS)}")
+    parser.add_argument("--image_size", type=int, default=112)
+    parser.add_argument("--batch_size", type=int, default=16, help="global batch")
+    parser.add_argument("--dtype", default="float32", help=f"one of {sorted(DTYPES)}")
+    parser.add_argument("--width", type=int, default=64, help="ResNet base width")
+    parser.add_argument("--num_labels", type=int, default=80)
+    parser.add_argument("--num_devices", type=int, default=0, help="0 = every device")
+    parser.add_argument("--remat", action="store_true", help="model.remat: recompute blocks")
+    parser.add_argument("--steps", default=",".join(STEP_NAMES), help="which steps to time")
+    parser.add_argument("--iters", type=int, default=5, help="timed calls per step")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls after compiling")
+    parser.add_argument(
+        "--compile_only",
+        action="store_true",
+        help="compile and report FLOPs and XLA's memory, run nothing (large models on a CPU)",
+    )
+    parser.add_argument(
+        "--chip",
+        default="auto",
+        help=f"peak FLOP/s from a known chip: auto (from the device), none, {sorted(PEAK_TFLOPS)}",
+    )
+    parser.add_argument("--peak_tflops", type=float, default=0.0, help="per chip; overrides --chip")
+    parser.add_argument(
+        "--xla_options",
+        default="project",
+        choices=("project", "none"),
+        help="project: the compiler options training uses (jaxgan/xla_options.py); none: XLA's",
+    )
+    parser.add_argument("--out", default="", help="write <out>.json and <out>.md")
+    args = parser.parse_args(argv)
+    check_args(args, parser)
+    return args
+
+
+def check_args(args, parser) -> None:
+    """One actionable line for each bad flag, before anything is compiled."""
+    if args.model not in GENERATORS:
+        parser.error(f"--model={args.model} is unknown; choose one of {sorted(GENERATORS)}")
+    if args.dtype not in DTYPES:
+        parser.error(f"--dtype={args.dtype} is unknown; choose one of {sorted(DTYPES)}")
+    for name in ("image_size", "batch_size", "width", "num_labels", "iters"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.warmup < 0 or args.num_devices < 0 or args.peak_tflops < 0:
+        parser.error("--warmup, --num_devices and --peak_tflops must be >= 0")
+    unknown = set(args.steps.split(",")) - set(STEP_NAMES)
+    if unknown:
+        parser.error(f"--steps has {sorted(unknown)}; choose from {list(STEP_NAMES)}")
+    if args.chip not in ("auto", "none", *PEAK_TFLOPS):
+        parser.error(f"--chip={args.chip} is unknown; choose auto, none or {sorted(PEAK_TFLOPS)}")
+    available = jax.device_count()
+    count = args.num_devices or available
+    if count > available:
+        parser.error(
+            f"--num_devices={count} but {available} device(s) are visible; on a CPU set "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={count}"
+        )
+    if args.batch_size % count:
+        parser.error(f"--batch_size={args.batch_size} must be a multiple of the {count} devices")
+
+
+def benchmark_config(args):
+    """The base config (the paper's method settings) with this benchmark's model and sizes."""
+    config = get_base_config()
+    config.model.name = args.model
+    config.model.dtype = args.dtype
+    config.model.width = args.width
+    if "remat" in config.model:
+        config.model.remat = args.remat
+    elif args.remat:
+        raise SystemExit("--remat: this version of the model has no model.remat switch")
+    config.data.image_size = args.image_size
+    config.schedule.batch_size = args.batch_size
+    return config
+
+
+def make_optimizer(learning_rate: float, optim_config) -> optax.GradientTransformation:
+    """Adam (AdamW with weight decay) as the training loop builds it from `config.optim`."""
+    if optim_config.weight_decay:
+        return optax.adamw(
+            learning_rate, optim_config.b1, optim_config.b2, weight_decay=optim_config.weight_decay
+        )
+    return optax.adam(learning_rate, optim_config.b1, optim_config.b2)
+
+
+def synthetic_batch(key, leading, size, num_labels):
+    """Images ~ N(0, 1) (normalised pixels) and multi-hot labels with ~3 positives of 80."""
+    image_key, label_key = jax.random.split(key)
+    images = jax.random.normal(image_key, (*leading, size, size, 3), jnp.float32)
+    labels = jax.random.bernoulli(label_key, 3.0 / num_labels, (*leading, num_labels))
+    return {"image": images, "labels": labels.astype(jnp.float32)}
+
+
+@dataclasses.dataclass
+class CompiledStep:
+    name: str
+    images: int  # images the step reads (the training stream's consumption)
+    compiled: object  # jax.stages.Compiled, called as compiled(state, *batches)
+    batches: tuple
+    compile_s: float
+    flops_per_device: float
+    memory_bytes: int | None
+
+
+def _flops(compiled) -> float:
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list | tuple):  # older jax: one dict per program
+        analysis = analysis[0]
+    return float((analysis or {}).get("flops", 0.0))
+
+
+def _compiled_bytes(compiled) -> int | None:
+    """Bytes live at once while the program runs: arguments + outputs + temporaries − aliased."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # some backends do not implement it
+        return None
+    if stats is None:
+        return None
+    return int(
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        - stats.alias_size_in_bytes
+        + stats.temp_size_in_bytes
+    )
+
+
+class Bench:
+    """The state and the compiled steps of one configuration, on `num_devices` devices."""
+
+    def __init__(self, args):
+        self.args = args
+        self.config = config = benchmark_config(args)
+        devices = jax.devices()[: args.num_devices or jax.device_count()]
+        self.mesh = parallel.create_mesh(devices)
+        generator = create_generator(config.model, args.num_labels)
+        discriminator = create_discriminator(config)
+        g_tx = make_optimizer(config.optim.g_learning_rate, config.optim)
+        d_tx = make_optimizer(config.optim.d_learning_rate, config.optim)
+        self.ctx = steps.StepContext.from_config(config, generator, discriminator, g_tx, d_tx)
+        self.repl = parallel.replicated(self.mesh)
+        self.data = parallel.batch_sharded(self.mesh)
+        self.stacked = parallel.batch_sharded(self.mesh, leading_axes=1)
+        start = time.perf_counter()
+        self.state = self._init_state(generator, discriminator, g_tx, d_tx)
+        jax.block_until_ready(self.state)
+        self.init_s = time.perf_counter() - start
+        self.n_critic = config.method.n_critic
+        self.compiler_options = xla_options.compiler_options(devices[0].platform)
+
+    def _init_state(self, generator, discriminator, g_tx, d_tx):
+        args = self.args
+
+        def init():
+            g_key, d_key, run_key = jax.random.split(jax.random.key(0), 3)
+            image = jnp.zeros((1, args.image_size, args.image_size, 3), jnp.float32)
+            g_variables = generator.init({"params": g_key, "dropout": g_key}, image, train=False)
+            features = generator.apply(g_variables, image, train=False, features_only=True)
+            d_params = discriminator.init(d_key, jnp.zeros((1, args.num_labels)), features)
+            return create_train_state(run_key, g_variables, d_params["params"], g_tx, d_tx)
+
+        return jax.jit(init, out_shardings=self.repl)()
+
+    def _batch(self, seed, leading=()):
+        batch = synthetic_batch(
+            jax.random.key(seed),
+            (*leading, self.args.batch_size),
+            self.args.image_size,
+            self.args.num_labels,
+        )
+        return jax.device_put(batch, self.stacked if leading else self.data)
+
+    def compile(self, name: str, compiler_options: dict | None = None) -> CompiledStep:
+        """Traces, lowers and compiles one step as the training loop does (state donated)."""
+        batch_size, n = self.args.batch_size, self.n_critic
+        critic_batches = {
+            k: self._batch(i + 1) for i, k in enumerate(("matched", "generated", "mismatched"))
+        }
+        if name == "bce":
+            fn, batches, shardings, images = (
+                steps.supervised_step,
+                (self._batch(0),),
+                (self.data,),
+                1,
+            )
+        elif name == "critic":
+            fn, batches, shardings, images = (
+                steps.discriminator_step,
+                (critic_batches,),
+                (self.data,),
+                3,
+            )
+        elif name == "generator":
+            fn, batches, shardings, images = (
+                steps.generator_step,
+                (self._batch(4),),
+                (self.data,),
+                1,
+            )
+        else:
+            stacked = {
+                k: self._batch(10 + i, leading=(n,))
+                for i, k in enumerate(("matched", "generated", "mismatched"))
+            }
+            fn, batches = steps.adversarial_step, (stacked, self._batch(20))
+            shardings, images = (self.stacked, self.data), 3 * n + 1
+        jitted = jax.jit(
+            functools.partial(fn, ctx=self.ctx),
+            in_shardings=(self.repl, *shardings),
+            out_shardings=(self.repl, self.repl),
+            donate_argnums=0,
+        )
+        if compiler_options is None and self.args.xla_options == "project":
+            compiler_options = self.compiler_options
+        start = time.perf_counter()
+        compiled = jitted.lower(self.state, *batches).compile(compiler_options or None)
+        compile_s = time.perf_counter() - start
+        return CompiledStep(
+            name,
+            images * batch_size,
+            compiled,
+            batches,
+            compile_s,
+            _flops(compiled),
+            _compiled_bytes(compiled),
+        )
+
+    def call(self, step: CompiledStep) -> None:
+        """One synchronised call; the state threads through (it is donated)."""
+        self.state, metrics = step.compiled(self.state, *step.batches)
+        jax.block_until_ready((self.state, metrics))
+
+
+def device_peak_bytes(devices) -> int | None:
+    """The largest peak bytes in use over `devices`, where the backend reports it."""
+    peaks = []
+    for device in devices:
+        try:
+            stats = device.memory_stats()
+        except Exception:
+            stats = None
+        if stats and "peak_bytes_in_use" in stats:
+            peaks.append(int(stats["peak_bytes_in_use"]))
+    return max(peaks) if peaks else None
+
+
+def time_calls(call, iters: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def peak_tflops(args, device_kind: str) -> tuple[float | None, str]:
+    """The per-chip peak for this dtype and where it came from."""
+    if args.peak_tflops:
+        return args.peak_tflops, "--peak_tflops"
+    chip = known_chip(device_kind) if args.chip == "auto" else args.chip
+    if chip in (None, "none"):
+        return None, "unknown chip (pass --peak_tflops)"
+    bf16, f32 = PEAK_TFLOPS[chip]
+    return (bf16 if args.dtype == "bfloat16" else f32), chip
+
+
+def environment(devices) -> dict:
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "platform": devices[0].platform,
+        "device_kind": devices[0].device_kind,
+        "devices": len(devices),
+        "processes": jax.process_count(),
+        "host": platform.machine(),
+        "host_processor": _cpu_name(),
+        "host_cpu_cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def _compiler_options_used(args, devices) -> dict:
+    if args.xla_options == "none":
+        return {}
+    return xla_options.compiler_options(devices[0].platform)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run(args) -> dict:
+    load_start = os.getloadavg()[0]
+    bench = Bench(args)
+    devices = list(bench.mesh.devices.flat)
+    peak, peak_source = peak_tflops(args, devices[0].device_kind)
+    rows = {}
+    flops_per_device = {}
+    for name in STEP_NAMES:
+        if name not in args.steps.split(","):
+            continue
+        step = bench.compile(name)
+        if args.compile_only:
+            times = [float("nan")]
+        else:
+            times = time_calls(functools.partial(bench.call, step), args.iters, args.warmup)
+        median = statistics.median(times)
+        flops = step.flops_per_device
+        xla_flops = flops
+        if name == "adversarial" and {"critic", "generator"} <= flops_per_device.keys():
+            # XLA counts the critic loop's body once; count every iteration.
+            flops = bench.n_critic * flops_per_device["critic"] + flops_per_device["generator"]
+        flops_per_device[name] = flops
+        achieved = flops / median if flops else None
+        rows[name] = {
+            "images_per_step": step.images,
+            "ms_median": median * 1e3,
+            "ms_min": min(times) * 1e3,
+            "ms_all": [t * 1e3 for t in times],
+            "images_per_s": step.images / median,
+            "compile_s": step.compile_s,
+            "gflop_per_step": flops * len(devices) / 1e9,
+            "xla_cost_analysis_gflop_per_device": xla_flops / 1e9,
+            "tflops_per_s_per_device": achieved / 1e12 if achieved else None,
+            "utilisation": achieved / (peak * 1e12) if achieved and peak else None,
+            "xla_memory_mib_per_device": _mib(step.memory_bytes),
+            "device_peak_mib": _mib(device_peak_bytes(devices)),
+        }
+        print(f"{name}: {median * 1e3:.1f} ms (compile {step.compile_s:.1f} s)", flush=True)
+    result = {
+        "command": "python experiments/benchmark.py " + " ".join(sys.argv[1:]),
+        "args": vars(args),
+        "environment": environment(devices),
+        "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
+        "compiler_options": _compiler_options_used(args, devices),
+        "init_s": bench.init_s,
+        "peak_tflops_per_device": peak,
+        "peak_source": peak_source,
+        "steps": rows,
+    }
+    if "bce" in rows and "adversarial" in rows:
+        result["adversarial_over_bce"] = {
+            "time": rows["adversarial"]["ms_median"] / rows["bce"]["ms_median"],
+            "flops": rows["adversarial"]["gflop_per_step"] / rows["bce"]["gflop_per_step"]
+            if rows["bce"]["gflop_per_step"]
+            else None,
+        }
+    return result
+
+
+def _mib(value):
+    return None if value is None else value / 2**20
+
+
+def _fmt(value, spec):
+    return "n/a" if value is None else format(value, spec)
+
+
+def markdown(result: dict) -> str:
+    env, args = result["environment"], result["args"]
+    load = result["load_average_1min"]
+    lines = [
+        f"`{result['command']}`",
+        "",
+        f"{args['model']} at {args['image_size']} px, global batch {args['batch_size']}, "
+        f"{args['dtype']}, {args['num_labels']} labels{', remat' if args['remat'] else ''}; "
+        f"{env['devices']} × {env['device_kind']} ({env['platform']}), host "
+        f"{env['host_processor']} with {env['host_cpu_cores']} cores; jax {env['jax']}; "
+        f"{env['date']}; 1-minute load average {load['start']:.1f} at the start, "
+        f"{load['end']:.1f} at the end; median of {args['iters']} calls after "
+        f"{args['warmup']} untimed; peak {_fmt(result['peak_tflops_per_device'], '.0f')} "
+        f"TFLOP/s per device ({result['peak_source']}).",
+        "",
+        "| step | images/step | ms | images/s | compile s | GFLOP/step | TFLOP/s/device "
+        "| utilisation | XLA memory MiB/device | device peak MiB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in result["steps"].items():
+        lines.append(
+            f"| {name} | {row['images_per_step']} | {row['ms_median']:.1f} "
+            f"| {row['images_per_s']:.1f} | {row['compile_s']:.1f} "
+            f"| {row['gflop_per_step']:.1f} | {_fmt(row['tflops_per_s_per_device'], '.3f')} "
+            f"| {_fmt(row['utilisation'], '.1%')} "
+            f"| {_fmt(row['xla_memory_mib_per_device'], '.0f')} "
+            f"| {_fmt(row['device_peak_mib'], '.0f')} |"
+        )
+    ratio = result.get("adversarial_over_bce")
+    if ratio:
+        lines += [
+            "",
+            f"Adversarial update ÷ BCE step: {ratio['time']:.2f}× the time, "
+            f"{_fmt(ratio['flops'], '.2f')}× the FLOPs.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    result = run(args)
+    table = markdown(result)
+    print(table)
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out + ".json", "w") as f:
+            json.dump(result, f, indent=1)
+        with open(args.out + ".md", "w") as f:
+            f.write(table)
+    return result
+
+
+if __name__ == "__main__":
+    main()
