@@ -9,10 +9,11 @@ steps). The first run builds a TFDS copy of the images under data.data_dir (TFDS
 ~/tensorflow_datasets, when unset), reporting and skipping missing or unreadable files.
 """
 
-from jaxgan.base_config import get_base_config, set_backbone
+from jaxgan.base_config import BACKBONES, bce_only, get_base_config, parse_variant, set_backbone
 
 
-def get_config(variant: str = "resnet50"):
+def get_config(variant: str = ""):
+    backbone, switches = parse_variant(variant, ("cpu", *BACKBONES), ("bce",), "configs/custom.py")
     config = get_base_config()
     config.data.name = "custom"
     config.data.image_dir = ""  # folder of images; labels_file names are relative to it
@@ -27,7 +28,7 @@ def get_config(variant: str = "resnet50"):
     config.schedule.adversarial_steps = 2_000
     config.schedule.eval_every = 500
     config.schedule.checkpoint_every = 500
-    if variant == "cpu":
+    if backbone == "cpu":
         set_backbone(config, "resnet18")
         config.data.image_size = 96
         config.data.shuffle_buffer = 1_000
@@ -38,5 +39,6 @@ def get_config(variant: str = "resnet50"):
         config.schedule.log_every = 25
         config.schedule.eval_every = 0
         config.schedule.checkpoint_every = 100
-        return config
-    return set_backbone(config, variant or "resnet50")
+    else:
+        set_backbone(config, backbone or "resnet50")
+    return bce_only(config) if "bce" in switches else config
