@@ -23,6 +23,7 @@ JSON (`--out`.json, with every run's numbers and config); runs resume and finish
 read back, so an interrupted table continues where it stopped.
 """
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -44,7 +45,11 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/paired", "Runs go under here.")
 _OUT = flags.DEFINE_string("out", "experiments/results/paired_table", "Results path prefix.")
 _TAG = flags.DEFINE_string("tag", "wgan", "Names the adversarial arm (e.g. alpha1).")
 _ONLY = flags.DEFINE_enum(
-    "only", "", ["", "bce", "phase_one"], "Run one part: the BCE arm, or the BCE phase alone."
+    "only",
+    "",
+    ["", "bce", "phase_one", "adversarial"],
+    "Run one part: the BCE phase and BCE arm, the BCE phase alone, or the BCE phase and the "
+    "adversarial arm (screening several settings from one BCE phase in parallel processes).",
 )
 
 COLUMNS = {
@@ -98,7 +103,12 @@ def finished_results(config, workdir: str, train_metrics: dict | None = None) ->
     scores, labels = run.predict("validation")
     run.checkpointer.close()
     validation = metrics_lib.compute_metrics(scores, labels, config.method.threshold)
-    np.savez(os.path.join(workdir, "validation_scores.npz"), scores=scores, labels=labels)
+    np.savez(
+        os.path.join(workdir, "validation_scores.npz"),
+        scores=scores,
+        labels=labels,
+        class_names=np.array(run.source.class_names),
+    )
     results = {
         **{k: float(v) for k, v in train_metrics.items() if np.isscalar(v)},
         "validation_mAP": validation["mAP"],
@@ -111,10 +121,28 @@ def finished_results(config, workdir: str, train_metrics: dict | None = None) ->
     return results
 
 
+@contextlib.contextmanager
+def _exclusive(workdir: str):
+    """Refuses to train a run that another process is training (two writers would corrupt
+    its checkpoints); a lock left by a killed process names itself in the message."""
+    os.makedirs(workdir, exist_ok=True)
+    lock = os.path.join(workdir, "paired_table.lock")
+    try:
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        raise app.UsageError(
+            f"{workdir} is being trained by another process (delete {lock} if none is)"
+        ) from None
+    try:
+        yield
+    finally:
+        os.remove(lock)
+
+
 def _copy_run(source: str, target: str) -> None:
     """`target` starts where the finished run in `source` ended (its checkpoints and log)."""
     shutil.copytree(
-        source, target + ".partial", ignore=shutil.ignore_patterns(RESULT_FILE, "*.npz")
+        source, target + ".partial", ignore=shutil.ignore_patterns(RESULT_FILE, "*.npz", "*.lock")
     )
     os.rename(target + ".partial", target)
 
@@ -142,9 +170,10 @@ def bce_run(config, seed: int, steps: int, root: str) -> tuple[str, dict]:
             if shorter:
                 _copy_run(os.path.join(root, f"{prefix}{max(shorter)}"), workdir)
         print(f"== BCE only, {steps} steps, seed {seed}: {workdir}", flush=True)
-        return workdir, finished_results(
-            run_config, workdir, train.train_and_evaluate(run_config, workdir)
-        )
+        with _exclusive(workdir):
+            return workdir, finished_results(
+                run_config, workdir, train.train_and_evaluate(run_config, workdir)
+            )
     return workdir, finished_results(run_config, workdir)
 
 
@@ -189,9 +218,10 @@ def main(argv):
         results[phase_one_row].append({"seed": seed, **phase_one_results})
         if _ONLY.value == "phase_one":
             continue
-        total = bce_only(copy.deepcopy(config)).schedule.bce_steps
-        _, bce_results = bce_run(config, seed, total, root)
-        results[bce_row].append({"seed": seed, **bce_results})
+        if _ONLY.value != "adversarial":
+            total = bce_only(copy.deepcopy(config)).schedule.bce_steps
+            _, bce_results = bce_run(config, seed, total, root)
+            results[bce_row].append({"seed": seed, **bce_results})
         if _ONLY.value == "bce":
             continue
         results[adversarial].append(
