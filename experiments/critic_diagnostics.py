@@ -7,9 +7,9 @@ in each finished run): the BCE-only arm and the + WGAN-gp arm of the same seed. 
 validation split, at threshold 0.5:
 
 - per label: the true positive rate vs each arm's predicted rate, and each arm's F1;
-- label pairs (i, j) with support: P(j | i) in the ground truth and as each arm predicts it,
-  and the pairs whose predicted co-occurrence the critic changed most (a pair the critic
-  suppresses is one it predicts together less often than BCE does);
+- label pairs (i, j) that co-occur in the ground truth: how often each arm predicts them
+  together (a share of all images), listing the pairs whose joint rate the critic changed
+  most (a pair it suppresses is one it predicts together less often than BCE does);
 - the co-occurrence distance of each arm: mean |P_pred(j|i) - P_true(j|i)| over ordered pairs
   whose label i has at least `--min_support` validation positives and co-occurs with j;
 - from the adversarial run's log: the critic's Wasserstein estimate, the critic score of G's
@@ -28,6 +28,7 @@ _ADV = flags.DEFINE_string("adversarial", None, "Workdir of the + WGAN-gp arm.",
 _OUT = flags.DEFINE_string("out", "", "Write PREFIX.md and PREFIX.json (default: print only).")
 _MIN_SUPPORT = flags.DEFINE_integer("min_support", 5, "Validation positives a label i needs.")
 _PAIRS = flags.DEFINE_integer("pairs", 8, "How many most-changed pairs to list.")
+_NAMES = flags.DEFINE_list("class_names", [], "Label names, when the runs did not save them.")
 
 
 def load_scores(workdir: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -78,6 +79,10 @@ def log_curves(workdir: str) -> tuple[list[dict], list[dict]]:
 def main(argv):
     del argv
     bce_scores, truth, names = load_scores(_BCE.value)
+    if _NAMES.value:
+        if len(_NAMES.value) != truth.shape[1]:
+            raise app.UsageError(f"--class_names: {truth.shape[1]} names needed")
+        names = _NAMES.value
     adv_scores, adv_truth, _ = load_scores(_ADV.value)
     if not np.array_equal(truth, adv_truth):
         raise app.UsageError("the two runs were evaluated on different validation sets")
@@ -96,26 +101,28 @@ def main(argv):
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
 
-    true_cond = conditional(truth)
-    bce_cond, adv_cond = conditional(arms["BCE only"]), conditional(arms["+ WGAN-gp"])
-    joint = truth.T.astype(int) @ truth.astype(int)
-    support = (np.diag(joint)[:, None] >= _MIN_SUPPORT.value) & (joint > 0)
-    np.fill_diagonal(support, False)
-    change = np.nan_to_num(adv_cond) - np.nan_to_num(bce_cond)
-    order = np.argsort(np.where(support, -np.abs(change), np.inf), axis=None)[: _PAIRS.value]
-    lines.append("| pair: P(j given i) | truth | BCE only | + WGAN-gp | change |")
+    def joint_rate(matrix):
+        return matrix.T.astype(float) @ matrix.astype(float) / len(matrix)
+
+    true_joint = joint_rate(truth)
+    bce_joint, adv_joint = joint_rate(arms["BCE only"]), joint_rate(arms["+ WGAN-gp"])
+    candidates = np.triu(true_joint > 0, k=1)  # pairs that do co-occur, each once
+    change = adv_joint - bce_joint
+    order = np.argsort(np.where(candidates, -np.abs(change), np.inf), axis=None)[: _PAIRS.value]
+    lines.append(
+        "| pair predicted together (% of images) | truth | BCE only | + WGAN-gp | change |"
+    )
     lines.append("|---|---|---|---|---|")
     pairs = []
     for flat in order:
         i, j = np.unravel_index(flat, change.shape)
-        if not support[i, j]:
+        if not candidates[i, j]:
             break
-        row = {"i": names[i], "j": names[j], "truth": true_cond[i, j],
-               "bce": float(np.nan_to_num(bce_cond[i, j])),
-               "adversarial": float(np.nan_to_num(adv_cond[i, j]))}  # fmt: skip
+        row = {"i": names[i], "j": names[j], "truth": float(true_joint[i, j]),
+               "bce": float(bce_joint[i, j]), "adversarial": float(adv_joint[i, j])}  # fmt: skip
         pairs.append(row)
         lines.append(
-            f"| {row['j']} given {row['i']} | {100 * row['truth']:.1f} | {100 * row['bce']:.1f} | "
+            f"| {row['i']} + {row['j']} | {100 * row['truth']:.1f} | {100 * row['bce']:.1f} | "
             f"{100 * row['adversarial']:.1f} | {100 * (row['adversarial'] - row['bce']):+.1f} |"
         )
     lines.append("")
