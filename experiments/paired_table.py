@@ -190,6 +190,15 @@ def adversarial_run(config, seed: int, phase_one: str, root: str, tag: str) -> d
     return finished_results(run_config, workdir)
 
 
+def recorded(config) -> dict:
+    """The config as results record it: local folders by their last component only."""
+    settings = config.to_dict()
+    for field in ("image_dir", "labels_file", "data_dir", "manual_dir"):
+        if settings["data"].get(field):
+            settings["data"][field] = os.path.basename(os.path.normpath(settings["data"][field]))
+    return settings
+
+
 def paired_differences(first: list[dict], second: list[dict]) -> list[dict]:
     """Per seed, `second` minus `first` for every column (labels/image as is)."""
     by_seed = {r["seed"]: r for r in first}
@@ -234,7 +243,7 @@ def main(argv):
         )
     os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
     with open(_OUT.value + ".json", "w") as f:
-        json.dump({"config": config.to_dict(), "results": results}, f, indent=1, default=str)
+        json.dump({"config": recorded(config), "results": results}, f, indent=1, default=str)
     table = format_table(results, COLUMNS)
     with open(_OUT.value + ".md", "w") as f:
         f.write(table + "\n")
