@@ -1,13 +1,16 @@
 """MS-COCO 2014, 80 labels, evaluated on the validation split as in the paper (Table 1).
 
-Variants: configs/coco.py:vgg16 | :inception_v3 | :resnet101 (default) | :resnet152.
+Variants: configs/coco.py:vgg16 | :inception_v3 | :resnet101 (default) | :resnet152, each
+optionally with `,bce` (`:resnet152,bce`; `:bce` alone for the default backbone): the BCE-only
+baseline, the same number of generator updates with BCE alone.
 Point `model.pretrained` at a converted ImageNet checkpoint (README, "Pretrained backbones").
 """
 
-from jaxgan.base_config import get_base_config, set_backbone
+from jaxgan.base_config import BACKBONES, bce_only, get_base_config, parse_variant, set_backbone
 
 
-def get_config(variant: str = "resnet101"):
+def get_config(variant: str = ""):
+    backbone, switches = parse_variant(variant, tuple(BACKBONES), ("bce",), "configs/coco.py")
     config = get_base_config()
     config.data.name = "coco"
     config.data.augment = "paper"
@@ -17,4 +20,5 @@ def get_config(variant: str = "resnet101"):
     config.data.train_split = "train[:95%]"
     config.data.validation_split = "train[95%:]"
     config.data.test_split = "validation"
-    return set_backbone(config, variant or "resnet101")
+    set_backbone(config, backbone or "resnet101")
+    return bce_only(config) if "bce" in switches else config

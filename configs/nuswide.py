@@ -1,12 +1,14 @@
 """NUS-WIDE, 81 concepts (Table 2); see README for the manual download and the splits.
 
-Variants: configs/nuswide.py:vgg16 | :inception_v3 | :resnet101 (default) | :resnet152.
+Variants: configs/nuswide.py:vgg16 | :inception_v3 | :resnet101 (default) | :resnet152, each
+optionally with `,bce` (the BCE-only baseline, as for configs/coco.py).
 """
 
-from jaxgan.base_config import get_base_config, set_backbone
+from jaxgan.base_config import BACKBONES, bce_only, get_base_config, parse_variant, set_backbone
 
 
-def get_config(variant: str = "resnet101"):
+def get_config(variant: str = ""):
+    backbone, switches = parse_variant(variant, tuple(BACKBONES), ("bce",), "configs/nuswide.py")
     config = get_base_config()
     config.data.name = "nuswide"
     config.data.augment = "paper"
@@ -16,4 +18,5 @@ def get_config(variant: str = "resnet101"):
     config.data.train_split = "train[:95%]"
     config.data.validation_split = "train[95%:]"
     config.data.test_split = "test"
-    return set_backbone(config, variant or "resnet101")
+    set_backbone(config, backbone or "resnet101")
+    return bce_only(config) if "bce" in switches else config

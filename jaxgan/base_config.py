@@ -96,6 +96,32 @@ def set_backbone(config: ml_collections.ConfigDict, name: str) -> ml_collections
     return config
 
 
+def parse_variant(
+    variant: str, backbones: tuple[str, ...], switches: tuple[str, ...], config_file: str
+) -> tuple[str | None, set[str]]:
+    """Splits a config variant such as `cpu,bce` into (its backbone or None, its switches).
+
+    Parts are comma-separated: at most one of `backbones`, and any of `switches`, each once.
+    Raises ValueError, one line naming the file and the choices, for anything else.
+    """
+    parts = [part.strip() for part in variant.split(",") if part.strip()]
+    chosen = [part for part in parts if part in backbones]
+    for part in parts:
+        if part not in backbones and part not in switches:
+            problem = f"unknown variant {part!r}"
+        elif parts.count(part) > 1:
+            problem = f"variant {part!r} given twice"
+        elif len(chosen) > 1:
+            problem = f"variants {chosen} each choose a backbone"
+        else:
+            continue
+        raise ValueError(
+            f"{problem} in {config_file}:{variant}; use at most one of {list(backbones)}, "
+            f"plus any of {list(switches)}, joined by commas (e.g. {backbones[0]},{switches[0]})"
+        )
+    return (chosen[0] if chosen else None), set(parts) - set(chosen)
+
+
 def bce_only(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The baseline of a config: the same number of generator updates, all on BCE alone."""
     config.schedule.bce_steps += config.schedule.adversarial_steps

@@ -1,0 +1,82 @@
+"""experiments/paired_table.py: runs are shared exactly when the settings they depend on agree."""
+
+import os
+import runpy
+import sys
+
+import pytest
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+
+
+@pytest.fixture(scope="module")
+def paired():
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))  # the script imports its neighbours
+    try:
+        yield runpy.run_path(os.path.join(ROOT, "experiments", "paired_table.py"))
+    finally:
+        sys.path.remove(os.path.join(ROOT, "experiments"))
+
+
+@pytest.fixture
+def config():
+    return runpy.run_path(os.path.join(ROOT, "configs", "custom.py"))["get_config"]("cpu")
+
+
+def changed(config, path: str, value):
+    config = config.copy_and_resolve_references()
+    node = config
+    *parents, leaf = path.split(".")
+    for name in parents:
+        node = node[name]
+    node[leaf] = value
+    return config
+
+
+# What the BCE phase never sees: the adversarial phase's settings, lengths, and reporting.
+PHASE_TWO_ONLY = [
+    ("method.alpha", 1.0),
+    ("method.straight_through", True),
+    ("method.n_critic", 1),
+    ("discriminator.num_layers", 2),
+    ("optim.d_learning_rate", 1e-3),
+    ("schedule.adversarial_steps", 7),
+    ("schedule.bce_steps", 9),
+    ("schedule.log_every", 3),
+    ("seed", 5),  # the seed is part of the run's folder name instead
+]
+# What the BCE phase depends on.
+PHASE_ONE = [
+    ("optim.g_learning_rate", 1e-3),
+    ("schedule.batch_size", 8),
+    ("model.name", "resnet34"),
+    ("data.image_size", 64),
+    ("data.labels_file", "other.csv"),
+]
+
+
+@pytest.mark.parametrize("path, value", PHASE_TWO_ONLY)
+def test_the_bce_phase_is_shared_across_adversarial_settings(paired, config, path, value):
+    key = paired["settings_key"]
+    assert key(changed(config, path, value), phase_one=True) == key(config, phase_one=True)
+
+
+@pytest.mark.parametrize("path, value", PHASE_ONE)
+def test_the_bce_phase_is_not_shared_across_its_own_settings(paired, config, path, value):
+    key = paired["settings_key"]
+    assert key(changed(config, path, value), phase_one=True) != key(config, phase_one=True)
+
+
+@pytest.mark.parametrize("path, value", PHASE_ONE + PHASE_TWO_ONLY[:-4])
+def test_an_adversarial_run_depends_on_every_setting(paired, config, path, value):
+    key = paired["settings_key"]
+    assert key(changed(config, path, value), phase_one=False) != key(config, phase_one=False)
+
+
+def test_paired_differences_match_seeds(paired):
+    columns = paired["COLUMNS"].values()
+    bce = [{"seed": s, **{k: 0.1 * s for k in columns}} for s in (0, 1)]
+    adversarial = [{"seed": s, **{k: 0.5 for k in columns}} for s in (1, 0)]
+    differences = paired["paired_differences"](bce, adversarial)
+    assert [d["seed"] for d in differences] == [1, 0]
+    assert [d["mAP"] for d in differences] == pytest.approx([0.4, 0.5])
