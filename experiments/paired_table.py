@@ -35,8 +35,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from tables import format_table  # experiments/tables.py
 
+from jaxgan import evaluate, train
 from jaxgan import metrics as metrics_lib
-from jaxgan import train
 from jaxgan.base_config import bce_only
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/custom.py:cpu", "Config file.")
@@ -90,6 +90,12 @@ def settings_key(config, phase_one: bool) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+def final_metrics(config, workdir: str) -> dict:
+    """Trains the run to its end (resuming) and returns its last phase's test metrics."""
+    by_phase = train.train_and_evaluate(config, workdir)
+    return by_phase["adversarial" if config.schedule.adversarial_steps else "supervised"]
+
+
 def finished_results(config, workdir: str, train_metrics: dict | None = None) -> dict:
     """The run's test metrics plus its validation numbers, cached in `workdir`."""
     path = os.path.join(workdir, RESULT_FILE)
@@ -97,7 +103,7 @@ def finished_results(config, workdir: str, train_metrics: dict | None = None) ->
         with open(path) as f:
             return json.load(f)
     if train_metrics is None:
-        train_metrics = train.evaluate_checkpoint(config, workdir)
+        train_metrics = evaluate.evaluate_checkpoint(config, workdir)["metrics"]
     run = train.Run(config, workdir)
     run.restore()
     scores, labels = run.predict("validation")
@@ -172,7 +178,7 @@ def bce_run(config, seed: int, steps: int, root: str) -> tuple[str, dict]:
         print(f"== BCE only, {steps} steps, seed {seed}: {workdir}", flush=True)
         with _exclusive(workdir):
             return workdir, finished_results(
-                run_config, workdir, train.train_and_evaluate(run_config, workdir)
+                run_config, workdir, final_metrics(run_config, workdir)
             )
     return workdir, finished_results(run_config, workdir)
 
@@ -186,7 +192,7 @@ def adversarial_run(config, seed: int, phase_one: str, root: str, tag: str) -> d
         if not os.path.exists(workdir):
             _copy_run(phase_one, workdir)
         print(f"== + WGAN-gp ({tag}), seed {seed}: {workdir}", flush=True)
-        return finished_results(run_config, workdir, train.train_and_evaluate(run_config, workdir))
+        return finished_results(run_config, workdir, final_metrics(run_config, workdir))
     return finished_results(run_config, workdir)
 
 
