@@ -29,13 +29,14 @@ def changed(config, path: str, value):
     *parents, leaf = path.split(".")
     for name in parents:
         node = node[name]
+    assert node[leaf] != value, f"{path} is already {value!r}: the test would change nothing"
     node[leaf] = value
     return config
 
 
 # What the BCE phase never sees: the adversarial phase's settings, lengths, and reporting.
 PHASE_TWO_ONLY = [
-    ("method.alpha", 1.0),
+    ("method.alpha", 5.0),
     ("method.straight_through", True),
     ("method.n_critic", 1),
     ("discriminator.num_layers", 2),
@@ -47,7 +48,7 @@ PHASE_TWO_ONLY = [
 ]
 # What the BCE phase depends on.
 PHASE_ONE = [
-    ("optim.g_learning_rate", 1e-3),
+    ("optim.g_learning_rate", 3e-4),
     ("schedule.batch_size", 8),
     ("model.name", "resnet34"),
     ("data.image_size", 64),
