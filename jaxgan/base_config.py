@@ -83,13 +83,16 @@ def get_base_config() -> ml_collections.ConfigDict:
     return c
 
 
+# The backbones a config variant can name: those with ImageNet weights and the input they expect.
+BACKBONES = tuple(name for name, spec in GENERATORS.items() if spec.image_size is not None)
+
+
 def set_backbone(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
     """Points `config` at backbone `name` with the input size and normalisation its ImageNet
     weights expect (`jaxgan.models.GENERATORS`)."""
-    spec = GENERATORS.get(name)
-    if spec is None or spec.image_size is None:
-        variants = sorted(n for n, s in GENERATORS.items() if s.image_size is not None)
-        raise ValueError(f"unknown backbone variant {name!r}; choose one of {variants}")
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone variant {name!r}; choose one of {sorted(BACKBONES)}")
+    spec = GENERATORS[name]
     config.model.name = name
     config.data.image_size = spec.image_size
     config.data.normalization = spec.normalization
