@@ -22,10 +22,10 @@ def close_match(value, candidates: Iterable[str]) -> str:
 def choose_one(field: str, value, choices: Iterable):
     """Returns `value` if it is one of `choices`, else raises one line naming the field, the
     value, the nearest choice and all of them, e.g.
-    "unknown model.name 'resnt50' (did you mean 'resnet50'?); choose one of [...]"."""
+    "unknown model.name 'resnt50'; choose one of [...] (did you mean 'resnet50'?)"."""
     choices = list(choices)
     if isinstance(value, str) and value in choices:
         return value
     raise ConfigError(
-        f"unknown {field} {value!r}{close_match(value, choices)}; choose one of {choices}"
+        f"unknown {field} {value!r}; choose one of {choices}{close_match(value, choices)}"
     )
