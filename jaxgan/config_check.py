@@ -258,8 +258,11 @@ def _check_combinations(config) -> None:
 def _check_pretrained(config) -> None:
     """Converted ImageNet weights must be of model.name's backbone, at its width, and the
     images normalised as those weights were trained."""
+    from jaxgan.weights.pretrained import check_pretrained_arch
+
     model = config.model
     spec = backbone(model.name)
+    _delegate(lambda: check_pretrained_arch(model.pretrained, model.name))
     if spec.width_configurable and model.width != PRETRAINED_WIDTH:
         raise ConfigError(
             f"model.width={model.width} does not fit ImageNet weights (model.pretrained), which "
@@ -272,9 +275,6 @@ def _check_pretrained(config) -> None:
             f"ImageNet weights were trained on; set --config.data.normalization="
             f"{spec.normalization} (or unset model.pretrained)"
         )
-    from jaxgan.weights.pretrained import check_pretrained_arch
-
-    _delegate(lambda: check_pretrained_arch(model.pretrained, model.name))
 
 
 def _check_schedule(schedule) -> None:
