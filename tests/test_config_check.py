@@ -72,7 +72,8 @@ def test_a_typo_in_a_choice_field_names_the_field_the_value_and_the_nearest_choi
     field, typo, suggestion, dataset
 ):
     config = set_field(get_config(dataset), field, typo)
-    message = refused(config, f"unknown {field} {typo!r}", "choose one of", repr(suggestion))
+    message = refused(config, f"unknown {field} {typo!r}; choose one of", suggestion)
+    assert message.endswith(f"(did you mean {suggestion!r}?)")
     assert message.startswith(f"unknown {field}")
 
 
