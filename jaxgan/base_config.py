@@ -83,7 +83,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     return c
 
 
-# The backbones with ImageNet weights, each a config variant (`configs/coco.py:vgg16`).
+# The backbones a config variant can name: those with ImageNet weights and the input they expect.
 BACKBONES = tuple(name for name, spec in GENERATORS.items() if spec.image_size is not None)
 
 
@@ -91,7 +91,7 @@ def set_backbone(config: ml_collections.ConfigDict, name: str) -> ml_collections
     """Points `config` at backbone `name` with the input size and normalisation its ImageNet
     weights expect (`jaxgan.models.GENERATORS`)."""
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone variant {name!r}; choose one of {list(BACKBONES)}")
+        raise ValueError(f"unknown backbone variant {name!r}; choose one of {sorted(BACKBONES)}")
     spec = GENERATORS[name]
     config.model.name = name
     config.data.image_size = spec.image_size

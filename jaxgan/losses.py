@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgan.choices import choose_one
+
 
 def bce(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Binary cross-entropy, summed over labels and averaged over the batch (Eq. 1, minimised).
@@ -74,11 +76,7 @@ class ClassificationLoss:
     clip: float = 0.05
 
     def __post_init__(self):
-        if self.name not in CLASSIFICATION_LOSSES:
-            raise ValueError(
-                f"unknown method.classification_loss {self.name!r}; "
-                f"choose one of {list(CLASSIFICATION_LOSSES)}"
-            )
+        choose_one("method.classification_loss", self.name, CLASSIFICATION_LOSSES)
         for field in ("gamma_neg", "gamma_pos"):
             if not getattr(self, field) >= 0:
                 raise ValueError(f"method.asl.{field} must be >= 0, got {getattr(self, field)}")

@@ -8,13 +8,14 @@ unless --config is given. eval: --checkpoint_step=N|best|latest. predict: --imag
 """
 
 import os
-import runpy
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+
+from jaxgan import command_line  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/coco.py.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints and metrics go here.")
@@ -37,25 +38,31 @@ _OUTPUT = flags.DEFINE_string(
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() first (multi-host runs)."
 )
-flags.mark_flags_as_required(["workdir"])
+flags.mark_flags_as_required(["workdir"])  # command_line says so in one line first
+
+
+VALUE_FLAGS = ("config", "workdir", "mode", "checkpoint_step", "images", "threshold", "output")
 
 
 def main(argv):
     extra = argv[1:]
     if extra and _MODE.value != "predict":
-        raise app.UsageError(f"unexpected arguments: {extra}")
+        command_line.fail(f"unexpected arguments {extra}; only --mode=predict takes image paths")
     # Our progress lines are the output; libraries' INFO chatter (Orbax, TF) is not.
     logging.set_verbosity(logging.WARNING)
     import jax
 
     if _DISTRIBUTED.value:
         jax.distributed.initialize()
+    with command_line.native_stderr_silenced():
+        import tensorflow  # noqa: F401 (imported here only to silence its import banners)
     from jaxgan import evaluate, train
+    from jaxgan.config_check import ConfigError, check_config
 
     try:
+        if _CONFIG.value is not None:  # before any data, model or file (eval, predict too)
+            check_config(_CONFIG.value)
         if _MODE.value == "train":
-            if _CONFIG.value is None:
-                raise ValueError("--mode=train needs --config=configs/FILE.py")
             train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
         elif _MODE.value == "eval":
             evaluate.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value, _STEP.value)
@@ -72,48 +79,16 @@ def main(argv):
                 _STEP.value,
                 _CONFIG.value,
             )
+    except ConfigError as error:  # a config the run cannot use: a usage error
+        command_line.fail(str(error))
     except ValueError as error:  # bad input the user can act on: one line, no traceback
         sys.exit(f"error: {error}")
     except KeyboardInterrupt:  # the loop has saved a checkpoint and said so
         sys.exit(130)
 
 
-def _flag_values(argv, name):
-    prefix = f"--{name}="
-    return [arg[len(prefix) :] for arg in argv if arg.startswith(prefix)]
-
-
-def _override_paths(argv):
-    for arg in argv:
-        if arg.startswith("--config.") and "=" in arg:
-            yield arg[len("--config.") : arg.index("=")], arg
-
-
-def check_command_line(argv) -> None:
-    """Catches the two mistakes that the flag library reports unreadably: a config file that
-    does not exist, and an override of a field the config does not have."""
-    for spec in _flag_values(argv, "config"):
-        path, _, variant = spec.partition(":")
-        if not os.path.isfile(path):
-            sys.exit(f"error: config file {path!r} not found; pass e.g. --config=configs/coco.py")
-        try:
-            config = runpy.run_path(path)["get_config"](*([variant] if variant else []))
-        except ValueError as error:  # e.g. an unknown variant
-            sys.exit(f"error: {error}")
-        for field, arg in _override_paths(argv):
-            node = config
-            for part in field.split("."):
-                if not hasattr(node, "keys") or part not in node:
-                    sys.exit(
-                        f"error: unknown config field {field!r} (from {arg}); "
-                        f"the fields are those of {path} (see jaxgan/base_config.py)"
-                    )
-                node = node[part]
-
-
 def run():
-    check_command_line(sys.argv[1:])
-    app.run(main)
+    app.run(main, flags_parser=lambda argv: command_line.parse_flags(argv, VALUE_FLAGS))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ import optax
 
 Variables = dict[str, Any]
 
+# method.feature_extractor: f_ext is a "snapshot" of G taken when the adversarial phase starts,
+# or the "pretrained" ImageNet backbone (model.pretrained).
+FEATURE_EXTRACTORS = ("snapshot", "pretrained")
+
 
 @flax.struct.dataclass
 class TrainState:

@@ -7,44 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgan import checkpoint, evaluate, losses, pairs, parallel, steps
+from jaxgan import checkpoint, evaluate, pairs, parallel, steps
 from jaxgan import metrics as metrics_lib
 from jaxgan.checkpoint import Checkpointer, metadata
 from jaxgan.compiled import compile_steps
+from jaxgan.config_check import check_config
 from jaxgan.data import input_pipeline
 from jaxgan.data.datasets import get_source
 from jaxgan.metric_writer import MetricWriter
 from jaxgan.models import create_generator
 from jaxgan.models.discriminator import create_discriminator
 from jaxgan.state import create_train_state, snapshot_feature_extractor
-
-FEATURE_EXTRACTORS = ("snapshot", "pretrained")
-
-
-def validate_config(config) -> None:
-    """Stops with one actionable line for values the run cannot work with."""
-    s, m = config.schedule, config.method
-    for name in ("bce_steps", "adversarial_steps", "log_every", "checkpoint_every", "eval_every"):
-        if s[name] < 0:
-            raise ValueError(f"schedule.{name} must be >= 0, got {s[name]}")
-    parallel.check_batch_size(s.batch_size, "schedule.batch_size")
-    parallel.check_batch_size(s.eval_batch_size, "schedule.eval_batch_size")
-    checkpoint.check_options(s)
-    losses.ClassificationLoss.from_config(m)  # an unknown name stops here, before any data
-    if m.n_critic < 1:
-        raise ValueError(f"method.n_critic must be >= 1, got {m.n_critic}")
-    if not 0.0 < m.threshold < 1.0:
-        raise ValueError(f"method.threshold must lie in (0, 1), got {m.threshold}")
-    if not m.conditional and m.negative_sampling:
-        raise ValueError(
-            "method.conditional=False needs method.negative_sampling=False: to a critic that "
-            "sees no image, mismatched label sets are real ones (ablation d drops both)"
-        )
-    if m.feature_extractor not in FEATURE_EXTRACTORS:
-        raise ValueError(
-            f"unknown method.feature_extractor {m.feature_extractor!r}; "
-            f"choose one of {list(FEATURE_EXTRACTORS)}"
-        )
 
 
 def make_optimizer(learning_rate: float, optim_config) -> optax.GradientTransformation:
@@ -70,7 +43,7 @@ class Run:
     """Everything built from a config: data source, models, compiled steps, initial state."""
 
     def __init__(self, config, workdir: str):
-        validate_config(config)
+        check_config(config)  # before any data, model or file: one line for a bad config
         self.config, self.workdir = config, workdir
         self.source = get_source(config.data)
         self.num_labels = self.source.num_labels
@@ -205,7 +178,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     phase; returns {phase: test metrics} for each phase that has ended ("supervised",
     "adversarial"; a phase that ended in an earlier run reports what was recorded then) and
     writes the last evaluation's report to `<workdir>/eval.json`."""
-    validate_config(config)
+    check_config(config)
     checkpoint.check_workdir(workdir)  # before any data is built: a blocked or read-only path
     run = Run(config, workdir)
     checkpoint.check_workdir(workdir, needed_bytes=checkpoint.state_bytes(run.state))

@@ -217,3 +217,157 @@ def test_a_workdir_blocked_by_a_file_is_one_line_before_anything_runs(data_dir, 
     assert code != 0 and "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "a file blocks the path" in last
+
+
+def mistake(args, cwd=ROOT):
+    """Runs the command line; returns its one stderr line, asserting the exit status 2 (a usage
+    error) and that nothing else was printed on stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxgan.main", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def broken_configs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("configs")
+    files = {
+        "syntax.py": "from jaxgan.base_config import get_base_config\n\ndef get_config(:\n",
+        "no_get_config.py": "CONFIG = None\n",
+        "raises.py": "def get_config():\n    x = 1\n    raise RuntimeError('boom')\n",
+        "import_fails.py": "import jaxgan.no_such_module\n",
+        "returns_int.py": "def get_config():\n    return 5\n",
+        "no_variant.py": "from jaxgan.base_config import get_base_config\n\n"
+        "def get_config():\n    return get_base_config()\n",
+    }
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+W = "--workdir=unused"
+DIGITS = "--config=configs/digit_scenes.py"
+
+
+# (args, what the one line says, whether to run the whole command): the cases absl itself
+# reports (a wrong type, an unknown flag) and one of each kind run as a subprocess; the others
+# call the command line's own check in-process, which the subprocess cases show it is.
+MISTAKES = [
+    ([W, "--config", "configs/nope.py"], "config file 'configs/nope.py' not found", True),
+    ([W, "--config=configs/nope.py"], "config file 'configs/nope.py' not found", False),
+    ([W, "--config=configs"], "config file 'configs' is not a file", False),
+    (
+        [W, "--config", "configs/coco.py:nope"],
+        "unknown variant 'nope' in configs/coco.py:nope",
+        True,
+    ),
+    ([W, "--config=configs/coco.py:nope"], "unknown variant 'nope' in configs/coco.py:nope", False),
+    ([W, "--config=configs/digit_scenes.py:gan"], "unknown variant 'gan'", False),
+    ([W, "--config=BROKEN/syntax.py"], "syntax.py line 3: invalid syntax", True),
+    ([W, "--config=BROKEN/no_get_config.py"], "no_get_config.py defines no get_config()", True),
+    (
+        [W, "--config=BROKEN/raises.py"],
+        "raises.py:get_config('') failed at line 3: RuntimeError: boom",
+        True,
+    ),
+    (
+        [W, "--config=BROKEN/import_fails.py"],
+        "import_fails.py at line 1: ModuleNotFoundError",
+        False,
+    ),
+    (
+        [W, "--config=BROKEN/returns_int.py"],
+        "returned int, not an ml_collections.ConfigDict",
+        False,
+    ),
+    ([W, "--config=BROKEN/no_variant.py:x"], "takes no variant; drop ':x'", False),
+    (
+        [W, DIGITS, "--config.schedule.bce_steps=abc"],
+        "--config.schedule.bce_steps=abc: a value of the wrong type",
+        True,
+    ),
+    (
+        [W, DIGITS, "--config.schedule.bce_steps", "abc"],
+        "--config.schedule.bce_steps=abc: a value of the wrong type",
+        True,
+    ),
+    (
+        [W, "--config", "configs/digit_scenes.py", "--config.method.alpha", "x"],
+        "--config.method.alpha=x: a value of the wrong type",
+        True,
+    ),
+    (
+        [W, DIGITS, "--config.method.alpah=1"],
+        "unknown config field 'method.alpah' (from --config.method.alpah=1) (did you mean "
+        "'method.alpha'?)",
+        False,
+    ),
+    ([W, DIGITS, "--config.method.alpah", "1"], "unknown config field 'method.alpah'", True),
+    ([W, DIGITS, "--config.method=1"], "config.method is a section, not a field", False),
+    ([W, DIGITS, "--config.method.alpha"], "--config.method.alpha needs a value", False),
+    ([W, "--config"], "--config needs a value", False),
+    ([W, "--config.method.alpha=1"], "overrides a config field, but no --config=FILE.py", False),
+    ([DIGITS], "--workdir is required", True),
+    ([DIGITS, "--workdir"], "--workdir needs a value", False),
+    (
+        [W, DIGITS, "--mode=trian"],
+        "unknown --mode 'trian'; choose one of ['train', 'eval', "
+        "'predict'] (did you mean 'train'?)",
+        False,
+    ),
+    ([W, DIGITS, "--mode", "evl"], "unknown --mode 'evl'", True),
+    ([W], "--mode=train needs --config=configs/FILE.py", False),
+    ([W, DIGITS, "--bogus=1"], "Unknown command line flag 'bogus'", True),
+    ([W, DIGITS, "stray"], "unexpected arguments ['stray']", True),
+]
+
+
+@pytest.mark.parametrize("args, expected, whole", MISTAKES)
+def test_every_command_line_mistake_is_one_line_and_status_2(args, expected, whole, broken_configs):
+    from jaxgan import command_line
+    from jaxgan.main import VALUE_FLAGS
+
+    args = [arg.replace("BROKEN", str(broken_configs)) for arg in args]
+    if whole:
+        line = mistake(args)
+    else:
+        with pytest.raises(command_line.UsageError) as error:
+            command_line.prepare(args, VALUE_FLAGS)
+        line = "error: " + str(error.value)
+        assert "\n" not in line
+    assert expected in line, line
+
+
+def test_space_separated_forms_are_the_same_command(tmp_path):
+    """`--config X --config.f v`, in any order, reaches the config that `--config=X
+    --config.f=v` does: proven by refusing the overridden value in the words that the check
+    after parsing uses (the `=` form's own test is test_config_check's)."""
+    forms = [
+        ["--workdir", str(tmp_path), "--config", "configs/digit_scenes.py",
+         "--config.method.beta", "0.0"],
+        ["--config.method.beta", "0.0", "--workdir", str(tmp_path), "--config",
+         "configs/digit_scenes.py"],
+    ]  # fmt: skip
+    lines = {mistake(args) for args in forms}
+    assert lines == {"error: method.beta=0.0 is out of range: it must be > 0"}
+    assert not os.listdir(tmp_path)
+
+
+def test_a_config_typo_stops_every_mode_before_any_data_or_workdir(tmp_path):
+    """A typo in a choice field: one line, status 2, and neither the dataset folder (a path
+    below a file, which fails if touched) nor the workdir is created."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    workdir = tmp_path / "run"
+    for mode in ("train", "eval"):
+        line = mistake(
+            [f"--workdir={workdir}", f"--mode={mode}", "--config=configs/coco.py",
+             f"--config.data.data_dir={blocker / 'tfds'}", "--config.model.name=resnt50"]
+        )  # fmt: skip
+        assert line.startswith("error: unknown model.name 'resnt50'; choose one of")
+        assert "(did you mean 'resnet50'?)" in line
+    assert not workdir.exists()

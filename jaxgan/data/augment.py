@@ -10,6 +10,8 @@ pipeline is deterministic given its seed whatever the parallelism.
 
 import tensorflow as tf
 
+from jaxgan.choices import choose_one
+
 PATCH_SIDES = (256, 224, 192, 168, 128)  # at the paper's 256x256 resize
 NUM_PATCH_POSITIONS = 5  # top-left, top-right, bottom-left, bottom-right, centre
 
@@ -23,15 +25,8 @@ AUGMENTATIONS = ("paper", "flip", "none")
 
 
 def check_config(data_config) -> None:
-    if data_config.augment not in AUGMENTATIONS:
-        raise ValueError(
-            f"unknown data.augment {data_config.augment!r}; choose one of {list(AUGMENTATIONS)}"
-        )
-    if data_config.normalization not in NORMALIZATIONS:
-        raise ValueError(
-            f"unknown data.normalization {data_config.normalization!r}; "
-            f"choose one of {sorted(NORMALIZATIONS)}"
-        )
+    choose_one("data.augment", data_config.augment, AUGMENTATIONS)
+    choose_one("data.normalization", data_config.normalization, sorted(NORMALIZATIONS))
 
 
 def normalize(image: tf.Tensor, normalization: str) -> tf.Tensor:

@@ -19,6 +19,8 @@ import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from jaxgan.choices import choose_one
+
 # data.name -> package with `make_source(data_config) -> Source`.
 SOURCES = {
     "digit_scenes": "jaxgan.data.digit_scenes",
@@ -77,9 +79,9 @@ def stored_labels(example: dict) -> tf.Tensor:
 
 def get_source(data_config: ml_collections.ConfigDict) -> Source:
     """Returns the `Source` for `data_config.name`, preparing the dataset if it can."""
-    if data_config.name not in SOURCES:
-        raise ValueError(f"unknown data.name {data_config.name!r}; choose one of {sorted(SOURCES)}")
-    module = importlib.import_module(SOURCES[data_config.name])
+    module = importlib.import_module(
+        SOURCES[choose_one("data.name", data_config.name, sorted(SOURCES))]
+    )
     source = module.make_source(data_config)
     missing = [role for role in SPLIT_ROLES if role not in source.splits]
     if missing:

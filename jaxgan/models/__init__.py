@@ -17,6 +17,8 @@ import importlib
 import jax.numpy as jnp
 import ml_collections
 
+from jaxgan.choices import ConfigError, choose_one
+
 PRETRAINED_WIDTH = 64  # the base channel count of every ImageNet backbone
 
 
@@ -77,9 +79,17 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 def backbone(name: str) -> Backbone:
     """The spec of backbone `name` (a config's `model.name`)."""
-    if name not in GENERATORS:
-        raise ValueError(f"unknown model.name {name!r}; choose one of {sorted(GENERATORS)}")
-    return GENERATORS[name]
+    return GENERATORS[choose_one("model.name", name, sorted(GENERATORS))]
+
+
+def check_width(name: str, width: int) -> None:
+    """`model.width` scales only the backbones whose width is configurable (the ResNets)."""
+    if not backbone(name).width_configurable and width != PRETRAINED_WIDTH:
+        configurable = sorted(n for n, s in GENERATORS.items() if s.width_configurable)
+        raise ConfigError(
+            f"model.width={width} does not apply to {name}, whose width is fixed; set "
+            f"model.width={PRETRAINED_WIDTH} (widths apply to {', '.join(configurable)})"
+        )
 
 
 def build_generator(
@@ -92,30 +102,19 @@ def build_generator(
     """The Linen module of backbone `name` with `num_labels` outputs; `remat` recomputes each
     block's activations in the backward pass instead of keeping them."""
     spec = backbone(name)
-    kwargs = {}
-    if spec.width_configurable:
-        kwargs["width"] = width
-    elif width != PRETRAINED_WIDTH:
-        configurable = sorted(n for n, s in GENERATORS.items() if s.width_configurable)
-        raise ValueError(
-            f"model.width={width} does not apply to {name}, whose width is fixed; set "
-            f"model.width={PRETRAINED_WIDTH} (widths apply to {', '.join(configurable)})"
-        )
+    check_width(name, width)
+    kwargs = {"width": width} if spec.width_configurable else {}
     build = getattr(importlib.import_module(spec.module), spec.constructor)
     return build(num_labels, dtype=dtype, remat=remat, **kwargs)
 
 
 def create_generator(model_config: ml_collections.ConfigDict, num_labels: int):
     """Builds the generator named by `model_config.name` with `num_labels` outputs."""
-    backbone(model_config.name)
-    if model_config.dtype not in DTYPES:
-        raise ValueError(
-            f"unknown model.dtype {model_config.dtype!r}; choose one of {sorted(DTYPES)}"
-        )
+    dtype = DTYPES[choose_one("model.dtype", model_config.dtype, sorted(DTYPES))]
     return build_generator(
         model_config.name,
         num_labels,
-        DTYPES[model_config.dtype],
+        dtype,
         model_config.width,
         remat=model_config.get("remat", False),
     )

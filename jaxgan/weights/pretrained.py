@@ -90,6 +90,26 @@ def _read_metadata(path: str) -> dict:
     return metadata
 
 
+def check_pretrained_arch(path, name: str) -> None:
+    """The converted checkpoint in directory `path` must hold weights of backbone `name`
+    (read from its small metadata file only, so the config check can call it at the door)."""
+    path = os.path.abspath(path)
+    expected_arch = backbone(name).pretrained_arch
+    if expected_arch is None:
+        raise ValueError(
+            f"model.name={name} has no ImageNet weights; unset model.pretrained or choose one of "
+            f"{sorted(n for n, spec in GENERATORS.items() if spec.pretrained_arch)}"
+        )
+    arch = _read_metadata(path)["arch"]
+    if arch != expected_arch:
+        holders = [n for n, spec in GENERATORS.items() if spec.pretrained_arch == arch]
+        fix = f"set --config.model.name={holders[0]} or " if holders else ""
+        raise ValueError(
+            f"model.pretrained={path} holds {printable(arch, 40)} weights but model.name is "
+            f"{name}; {fix}convert a {expected_arch} file"
+        )
+
+
 def load_pretrained(path, variables: dict, name: str) -> dict:
     """`variables` (from `model.init` of generator `name`, any head size) with every backbone
     leaf replaced by the converted checkpoint in directory `path`; `head` stays as initialised.
@@ -98,21 +118,7 @@ def load_pretrained(path, variables: dict, name: str) -> dict:
     import orbax.checkpoint as ocp
 
     path = os.path.abspath(path)
-    metadata = _read_metadata(path)
-    arch = metadata["arch"]
-    expected_arch = backbone(name).pretrained_arch
-    if expected_arch is None:
-        raise ValueError(
-            f"model.name={name} has no ImageNet weights; unset model.pretrained or choose one of "
-            f"{sorted(n for n, spec in GENERATORS.items() if spec.pretrained_arch)}"
-        )
-    if arch != expected_arch:
-        holders = [n for n, spec in GENERATORS.items() if spec.pretrained_arch == arch]
-        fix = f"set --config.model.name={holders[0]} or " if holders else ""
-        raise ValueError(
-            f"model.pretrained={path} holds {printable(arch, 40)} weights but model.name is "
-            f"{name}; {fix}convert a {expected_arch} file"
-        )
+    check_pretrained_arch(path, name)
     flat = traverse_util.flatten_dict(dict(variables))
     wanted = {p: flat[p] for p in flat if p[1] != "head"}
     width_hint = (

@@ -34,6 +34,8 @@ CLASS_NAMES = (
     "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
 )  # fmt: skip
 NUM_LABELS = len(CLASS_NAMES)
+# The data.* fields this dataset reads besides the base config's, with their types.
+CONFIG_FIELDS = {"train_split": str, "validation_split": str, "test_split": str}
 TFDS_NAME = "coco/2014"
 
 

@@ -14,9 +14,26 @@ from jaxgan.data.custom.custom_dataset_builder import Builder, CustomConfig, pla
 from jaxgan.data.datasets import Source, stored_labels
 from jaxgan.data.image_files import build_report
 
-__all__ = ["Builder", "CustomConfig", "check_config", "make_builder", "make_source"]
+__all__ = [
+    "CONFIG_FIELDS",
+    "Builder",
+    "CustomConfig",
+    "check_config",
+    "make_builder",
+    "make_source",
+]
 
 README = "(README, 'Your own data')"
+# The data.* fields this dataset reads besides the base config's, with their types.
+CONFIG_FIELDS = {
+    "image_dir": str,
+    "labels_file": str,
+    "allow_outside_paths": bool,
+    "split_seed": int,
+    "validation_fraction": float,
+    "test_fraction": float,
+    "keep_unlabeled": bool,
+}
 
 
 def check_config(data_config) -> None:

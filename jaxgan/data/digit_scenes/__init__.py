@@ -2,10 +2,23 @@
 
 import tensorflow_datasets as tfds
 
+from jaxgan.choices import choose_one
 from jaxgan.data.datasets import Source, stored_labels
 from jaxgan.data.digit_scenes.digit_scenes_dataset_builder import CLASS_NAMES, Builder
 
-__all__ = ["Builder", "CLASS_NAMES", "make_source"]
+__all__ = ["Builder", "CLASS_NAMES", "CONFIG_FIELDS", "check_config", "make_source"]
+
+# The data.* fields this dataset reads besides the base config's, with their types.
+CONFIG_FIELDS = {"builder_config": str}
+
+
+def check_config(data_config) -> None:
+    """The data.* fields of digit_scenes, checked before anything is generated."""
+    choose_one(
+        "data.builder_config",
+        data_config.get("builder_config", None) or "default",
+        sorted(Builder.builder_configs),
+    )
 
 
 def make_source(data_config, config_name: str | None = None) -> Source:
@@ -15,11 +28,7 @@ def make_source(data_config, config_name: str | None = None) -> Source:
     config: "default" (8,000 / 2,000 / 2,000 images) or "small" (400 / 200 / 200).
     """
     config_name = config_name or data_config.get("builder_config", None) or "default"
-    if config_name not in Builder.builder_configs:
-        raise ValueError(
-            f"unknown digit_scenes builder config {config_name!r}; "
-            f"choose one of {sorted(Builder.builder_configs)}"
-        )
+    choose_one("data.builder_config", config_name, sorted(Builder.builder_configs))
     builder = Builder(config=config_name, data_dir=data_config.get("data_dir", None))
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False)

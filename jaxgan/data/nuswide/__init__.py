@@ -11,20 +11,44 @@ import os
 import tensorflow_datasets as tfds
 from absl import logging
 
+from jaxgan.choices import choose_one
 from jaxgan.data.datasets import Source, split_roles, stored_labels
 from jaxgan.data.image_files import build_report
 from jaxgan.data.nuswide.nuswide_dataset_builder import CONCEPTS, Builder
 
-__all__ = ["CLASS_NAMES", "CONCEPTS", "Builder", "make_builder", "make_source", "prepare"]
+__all__ = [
+    "CLASS_NAMES",
+    "CONCEPTS",
+    "CONFIG_FIELDS",
+    "Builder",
+    "check_config",
+    "make_builder",
+    "make_source",
+    "prepare",
+]
 
 CLASS_NAMES = tuple(CONCEPTS)
+SPLIT_SCHEMES = ("paper", "official")
+# The data.* fields this dataset reads besides the base config's, with their types.
+CONFIG_FIELDS = {
+    "split_scheme": str,
+    "manual_dir": str,
+    "train_split": str,
+    "validation_split": str,
+    "test_split": str,
+}
+
+
+def check_config(data_config) -> None:
+    """The data.* fields of NUS-WIDE, checked before anything is read or built."""
+    choose_one("data.split_scheme", data_config.get("split_scheme", "paper"), SPLIT_SCHEMES)
 
 
 def make_builder(data_config) -> Builder:
-    scheme = data_config.get("split_scheme", "paper")
-    if scheme not in ("paper", "official"):
-        raise ValueError(f"data.split_scheme must be 'paper' or 'official', got {scheme!r}")
-    return Builder(config=scheme, data_dir=data_config.get("data_dir"))
+    check_config(data_config)
+    return Builder(
+        config=data_config.get("split_scheme", "paper"), data_dir=data_config.get("data_dir")
+    )
 
 
 def prepare(builder: Builder, manual_dir: str | None) -> None:

@@ -1,0 +1,283 @@
+"""The whole config checked at the door, before any dataset is built or downloaded, any model
+is created or the workdir is touched.
+
+`check_config(config)` is the one place that decides whether a config can run: every field
+known (a typo in a config file is refused with the field's name), every value of the right
+type, every choice field one of its choices (`choices.choose_one`), every number in its range,
+and the combinations the method needs. Modules that own a choice or a rule (backbones, datasets,
+augmentations, losses, checkpoints, the device mesh) keep it; this module calls them. Each
+refusal is a `ConfigError`: one line naming the field, the value and the fix.
+"""
+
+import dataclasses
+import importlib
+import math
+
+import ml_collections
+
+from jaxgan import checkpoint, parallel
+from jaxgan.base_config import get_base_config
+from jaxgan.choices import ConfigError, choose_one, close_match
+from jaxgan.data import augment
+from jaxgan.data.datasets import SOURCES
+from jaxgan.losses import ClassificationLoss
+from jaxgan.models import DTYPES, GENERATORS, PRETRAINED_WIDTH, backbone, check_width
+from jaxgan.state import FEATURE_EXTRACTORS
+
+__all__ = ["ConfigError", "check_config", "choose_one"]
+
+# Beyond this side one image's activations in the large backbones no longer fit a device, and
+# a typo (224 -> 22400) would otherwise be found only as an out-of-memory error.
+MAX_IMAGE_SIZE = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """Where a number may lie: [low, high] with either end open or absent."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        if self.low is not None and not (value > self.low if self.low_open else value >= self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        return (
+            f"in {'(' if self.low_open else '['}{self.low}, {self.high}"
+            f"{')' if self.high_open else ']'}"
+        )
+
+
+AT_LEAST_0, AT_LEAST_1 = Interval(0), Interval(1)
+POSITIVE = Interval(0, low_open=True)
+UNIT_OPEN = Interval(0, 1, low_open=True, high_open=True)  # (0, 1)
+UNIT_HALF_OPEN = Interval(0, 1, high_open=True)  # [0, 1)
+
+# field -> its valid range. Types are checked first (against the base config), so every value
+# here is a number; NaN lies in no interval and every float must be finite.
+RANGES = {
+    "seed": Interval(0, 2**31 - 1),
+    "model.width": Interval(1, 4096),
+    "data.shuffle_buffer": AT_LEAST_1,
+    "data.private_threads": AT_LEAST_0,
+    "method.asl.gamma_neg": AT_LEAST_0,
+    "method.asl.gamma_pos": AT_LEAST_0,
+    "method.asl.clip": UNIT_HALF_OPEN,
+    "method.alpha": AT_LEAST_0,
+    "method.gp_weight": AT_LEAST_0,
+    "method.beta": POSITIVE,
+    "method.n_critic": AT_LEAST_1,
+    "method.threshold": UNIT_OPEN,
+    "discriminator.embed_dim": AT_LEAST_1,
+    "discriminator.hidden_dim": AT_LEAST_1,
+    "discriminator.num_layers": AT_LEAST_1,
+    "discriminator.negative_slope": UNIT_HALF_OPEN,
+    "optim.g_learning_rate": POSITIVE,
+    "optim.d_learning_rate": POSITIVE,
+    "optim.b1": UNIT_HALF_OPEN,
+    "optim.b2": UNIT_HALF_OPEN,
+    "optim.weight_decay": AT_LEAST_0,
+    "schedule.bce_steps": AT_LEAST_0,
+    "schedule.adversarial_steps": AT_LEAST_0,
+    "schedule.log_every": AT_LEAST_0,
+    "schedule.eval_every": AT_LEAST_0,
+    "schedule.checkpoint_every": AT_LEAST_0,
+    "model.ema_decay": UNIT_HALF_OPEN,  # checked where a config has it
+}
+
+
+def check_config(config) -> None:
+    """Raises `ConfigError` (one line) for the first problem in `config`; returns otherwise.
+    Reads no dataset and writes nothing; the only file it opens is a converted checkpoint's
+    small metadata file (`model.pretrained`), to compare its backbone with `model.name`."""
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(
+            f"the config is a {type(config).__name__}, not an ml_collections.ConfigDict; a "
+            "config file's get_config() must return one (start from "
+            "jaxgan.base_config.get_base_config())"
+        )
+    dataset = _dataset_module(config)
+    _check_fields(config, dataset)
+    _check_choices(config)
+    _check_ranges(config)
+    _check_combinations(config)
+    _delegate(lambda: getattr(dataset, "check_config", lambda _: None)(config.data))
+    _delegate(lambda: _check_schedule(config.schedule))
+
+
+def _delegate(check) -> None:
+    """Runs a check owned by another module; its one-line ValueError becomes a ConfigError."""
+    try:
+        check()
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _dataset_module(config):
+    data = config.get("data")
+    name = data.get("name") if isinstance(data, ml_collections.ConfigDict) else None
+    return importlib.import_module(SOURCES[choose_one("data.name", name, sorted(SOURCES))])
+
+
+def _leaves(node, prefix=""):
+    """(dotted path, value) of every non-ConfigDict field, depth first."""
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, ml_collections.ConfigDict):
+            yield from _leaves(value, path + ".")
+        else:
+            yield path, value
+
+
+def _lookup(config, path: str):
+    node = config
+    for part in path.split("."):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+
+def _type_name(kind) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
+
+
+def _check_type(path: str, value, kind) -> None:
+    """`kind` is the type of the base config's default (or a dataset's declared type)."""
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"{path}={value!r} is not a finite number; set a finite value")
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ConfigError(
+            f"{path}={value!r} has the wrong type: it takes {_type_name(kind)}; "
+            f"set --config.{path} to one"
+        )
+
+
+def _field_types(dataset) -> dict:
+    """Every field a config may have, with its type: the base config's and the dataset's."""
+    base = get_base_config()
+    types = {path: type(value) for path, value in _leaves(base)}
+    types["data.data_dir"] = str  # a FieldReference that may be None: TFDS's default folder
+    types.update(
+        {f"data.{name}": kind for name, kind in getattr(dataset, "CONFIG_FIELDS", {}).items()}
+    )
+    return types
+
+
+def _check_fields(config, dataset) -> None:
+    types = _field_types(dataset)
+    for path, value in _leaves(config):
+        if path not in types:
+            raise ConfigError(
+                f"unknown config field {path!r}{close_match(path, types)}: neither "
+                f"jaxgan/base_config.py nor dataset {config.data.name!r} has it; fix its "
+                "spelling or remove it from the config file"
+            )
+        if path == "data.data_dir" and value is None:
+            continue
+        _check_type(path, value, types[path])
+    base_paths = {path for path, _ in _leaves(get_base_config())}
+    missing = sorted(path for path in base_paths if _lookup(config, path) is _MISSING)
+    if missing:
+        raise ConfigError(
+            f"the config has no field {missing[0]!r} ({len(missing)} missing); build config "
+            "files on jaxgan.base_config.get_base_config() and change what they need"
+        )
+
+
+def _check_choices(config) -> None:
+    backbone(config.model.name)
+    choose_one("model.dtype", config.model.dtype, sorted(DTYPES))
+    _delegate(lambda: augment.check_config(config.data))
+    choose_one("method.feature_extractor", config.method.feature_extractor, FEATURE_EXTRACTORS)
+    _delegate(lambda: ClassificationLoss.from_config(config.method))
+
+
+def _check_ranges(config) -> None:
+    for path, interval in RANGES.items():
+        value = _lookup(config, path)
+        if value is not _MISSING and value not in interval:
+            raise ConfigError(f"{path}={value!r} is out of range: it must be {interval}")
+    calls = config.data.num_parallel_calls
+    if calls != -1 and calls < 1:
+        raise ConfigError(
+            f"data.num_parallel_calls={calls} is out of range: use -1 (tf.data.AUTOTUNE) or >= 1"
+        )
+    spec = GENERATORS[config.model.name]
+    size = config.data.image_size
+    if not spec.min_image_size <= size <= MAX_IMAGE_SIZE:
+        raise ConfigError(
+            f"data.image_size={size} is out of range for model.name={config.model.name}: it "
+            f"must be in [{spec.min_image_size}, {MAX_IMAGE_SIZE}]"
+            + (f" (its ImageNet weights expect {spec.image_size})" if spec.image_size else "")
+        )
+
+
+def _check_combinations(config) -> None:
+    model, method = config.model, config.method
+    if method.feature_extractor == "pretrained" and not model.pretrained:
+        raise ConfigError(
+            "method.feature_extractor='pretrained' needs model.pretrained (a converted ImageNet "
+            "checkpoint, python -m jaxgan.convert); without it f_ext would be a random network. "
+            "Set --config.model.pretrained=DIR or use feature_extractor='snapshot'"
+        )
+    if not method.conditional and method.negative_sampling:
+        raise ConfigError(
+            "method.conditional=False needs method.negative_sampling=False: to a critic that "
+            "sees no image, mismatched label sets are real ones (ablation d drops both)"
+        )
+    if method.straight_through and not method.gumbel:
+        raise ConfigError(
+            "method.straight_through=True needs method.gumbel=True: without Gumbel sampling the "
+            "critic sees sigmoid(s) and there is no sample to harden; drop one of the two"
+        )
+    _delegate(lambda: check_width(model.name, model.width))
+    if model.pretrained:
+        _check_pretrained(config)
+
+
+def _check_pretrained(config) -> None:
+    """Converted ImageNet weights must be of model.name's backbone, at its width, and the
+    images normalised as those weights were trained."""
+    from jaxgan.weights.pretrained import check_pretrained_arch
+
+    model = config.model
+    spec = backbone(model.name)
+    _delegate(lambda: check_pretrained_arch(model.pretrained, model.name))
+    if spec.width_configurable and model.width != PRETRAINED_WIDTH:
+        raise ConfigError(
+            f"model.width={model.width} does not fit ImageNet weights (model.pretrained), which "
+            f"have width {PRETRAINED_WIDTH}; set --config.model.width={PRETRAINED_WIDTH} or "
+            "unset model.pretrained"
+        )
+    if spec.normalization and config.data.normalization != spec.normalization:
+        raise ConfigError(
+            f"data.normalization={config.data.normalization!r} is not what {model.name}'s "
+            f"ImageNet weights were trained on; set --config.data.normalization="
+            f"{spec.normalization} (or unset model.pretrained)"
+        )
+
+
+def _check_schedule(schedule) -> None:
+    parallel.check_batch_size(schedule.batch_size, "schedule.batch_size")
+    parallel.check_batch_size(schedule.eval_batch_size, "schedule.eval_batch_size")
+    checkpoint.check_options(schedule)
