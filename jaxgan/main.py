@@ -37,6 +37,14 @@ _OUTPUT = flags.DEFINE_string(
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() first (multi-host runs)."
 )
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "--distributed: HOST:PORT of process 0 (not needed on TPU pods, SLURM or Open MPI, where "
+    "JAX finds it).",
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "--distributed: how many processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "--distributed: this process, 0-based.")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -49,7 +57,7 @@ def main(argv):
     import jax
 
     if _DISTRIBUTED.value:
-        jax.distributed.initialize()
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     from jaxgan import evaluate, train
 
     try:
