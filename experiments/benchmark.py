@@ -1,11 +1,13 @@
 """Time the compiled training steps on synthetic batches already on the devices.
 
-Times the project's own step functions (`jaxgan.steps.supervised_step`, `discriminator_step`,
-`generator_step`, `adversarial_step`), compiled as the training loop compiles them (jit over a
-('data',) mesh, the state replicated and donated, the batch sharded), for any backbone, input
-size, batch size, compute dtype and device count. Per step it reports the median time, images
-per second, compile time, FLOPs per step from XLA's cost analysis, the achieved FLOP/s and,
-given the chip's peak, the utilisation; the adversarial update's cost in BCE steps; memory.
+Times the training loop's own compiled steps (`jaxgan.compiled.compile_steps`: the BCE step
+and the whole adversarial update, with their shardings, donation and compiler options) and,
+for the per-step report, the critic and generator updates alone (`jaxgan.steps`), jitted the
+same way (the state replicated and donated, the batch sharded over a ('data',) mesh); for any
+backbone, input size, batch size, compute dtype and device count. Per step it reports the
+median time, images per second, compile time, FLOPs per step from XLA's cost analysis, the
+achieved FLOP/s and, given the chip's peak, the utilisation; the adversarial update's cost
+in BCE steps; memory.
 
 It imports no TensorFlow and needs only the runtime packages (jax, flax, optax,
 ml_collections), so it runs on an accelerator host as it is:
@@ -40,6 +42,7 @@ import optax
 
 from jaxgan import parallel, steps, xla_options
 from jaxgan.base_config import get_base_config
+from jaxgan.compiled import compile_steps
 from jaxgan.models import DTYPES, GENERATORS, create_generator
 from jaxgan.models.discriminator import create_discriminator
 from jaxgan.state import create_train_state
@@ -233,6 +236,7 @@ class Bench:
         self.init_s = time.perf_counter() - start
         self.n_critic = config.method.n_critic
         self.compiler_options = xla_options.compiler_options(devices[0].platform)
+        self.trainer = compile_steps(self.ctx, self.mesh)
 
     def _init_state(self, generator, discriminator, g_tx, d_tx):
         args = self.args
@@ -290,14 +294,19 @@ class Bench:
             }
             fn, batches = steps.adversarial_step, (stacked, self._batch(20))
             shardings, images = (self.stacked, self.data), 3 * n + 1
-        jitted = jax.jit(
-            functools.partial(fn, ctx=self.ctx),
-            in_shardings=(self.repl, *shardings),
-            out_shardings=(self.repl, self.repl),
-            donate_argnums=0,
-        )
-        if compiler_options is None and self.args.xla_options == "project":
-            compiler_options = self.compiler_options
+        trainers = {"bce": self.trainer.supervised, "adversarial": self.trainer.adversarial}
+        if name in trainers and compiler_options is None and self.args.xla_options == "project":
+            # The training loop's own compiled step (its shardings, donation, compiler options).
+            jitted, compiler_options = trainers[name], None
+        else:  # critic and generator updates alone, or another compiler's options
+            jitted = jax.jit(
+                functools.partial(fn, ctx=self.ctx),
+                in_shardings=(self.repl, *shardings),
+                out_shardings=(self.repl, self.repl),
+                donate_argnums=0,
+            )
+            if compiler_options is None and self.args.xla_options == "project":
+                compiler_options = self.compiler_options
         start = time.perf_counter()
         compiled = jitted.lower(self.state, *batches).compile(compiler_options or None)
         compile_s = time.perf_counter() - start

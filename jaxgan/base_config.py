@@ -33,6 +33,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.shuffle_buffer = 10_000
     c.data.num_parallel_calls = -1  # tf.data.AUTOTUNE
     c.data.private_threads = 0  # tf.data private thread pool size; 0 = tf.data's default
+    c.data.device_prefetch = 2  # steps whose batches are on the devices before they run
 
     c.method = ml_collections.ConfigDict()
     # The loss of the supervised phase, also the one α weighs in the generator loss (Eq. 2):

@@ -38,10 +38,29 @@ _OUTPUT = flags.DEFINE_string(
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() first (multi-host runs)."
 )
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "--distributed: HOST:PORT of process 0 (not needed on TPU pods, SLURM or Open MPI, where "
+    "JAX finds it).",
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "--distributed: how many processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "--distributed: this process, 0-based.")
 flags.mark_flags_as_required(["workdir"])  # command_line says so in one line first
 
 
-VALUE_FLAGS = ("config", "workdir", "mode", "checkpoint_step", "images", "threshold", "output")
+VALUE_FLAGS = (
+    "config",
+    "workdir",
+    "mode",
+    "checkpoint_step",
+    "images",
+    "threshold",
+    "output",
+    "coordinator_address",
+    "num_processes",
+    "process_id",
+)
 
 
 def main(argv):
@@ -53,7 +72,7 @@ def main(argv):
     import jax
 
     if _DISTRIBUTED.value:
-        jax.distributed.initialize()
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     with command_line.native_stderr_silenced():
         import tensorflow  # noqa: F401 (imported here only to silence its import banners)
     from jaxgan import evaluate, train

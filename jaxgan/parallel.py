@@ -1,5 +1,9 @@
 """The device mesh and shardings: data parallelism over a ('data',) mesh with jax.jit."""
 
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -72,3 +76,65 @@ def gather_host_arrays(arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]
     from jax.experimental import multihost_utils
 
     return tuple(np.asarray(multihost_utils.process_allgather(a, tiled=True)) for a in arrays)
+
+
+class DevicePrefetch:
+    """Iterates `convert(item)` for the items of `items`, computed `depth` items ahead by a
+    background thread: while a step runs, the next steps' host batches are pulled from the
+    input pipeline and transferred to the devices (`convert`, e.g. `to_global`). Items come
+    out in their order; an error in the thread is raised where its item would have come.
+    Use as a context manager (or call `close`) so that the thread ends with the loop.
+    """
+
+    _DONE = object()
+
+    def __init__(self, items: Iterable, convert: Callable, depth: int = 2):
+        if depth < 1:
+            raise ValueError(f"data.device_prefetch must be >= 1, got {depth}")
+        self._queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._fill, args=(iter(items), convert), name="device-prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _fill(self, items: Iterator, convert: Callable) -> None:
+        try:
+            for item in items:
+                if not self._put((True, convert(item))):
+                    return
+            self._put((True, self._DONE))
+        except BaseException as error:  # handed to the consumer, raised there
+            self._put((False, error))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        ok, item = self._queue.get()
+        if not ok:
+            self._queue.put((False, item))  # keep raising it
+            raise item
+        if item is self._DONE:
+            self._queue.put((True, item))
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()

@@ -1,6 +1,6 @@
 """The training loop: build the state, restore, run both phases, evaluate, checkpoint, log."""
 
-import time
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +9,7 @@ import optax
 
 from jaxgan import checkpoint, evaluate, pairs, parallel, steps
 from jaxgan import metrics as metrics_lib
+from jaxgan import pace as pace_lib
 from jaxgan.checkpoint import Checkpointer, metadata
 from jaxgan.compiled import compile_steps
 from jaxgan.config_check import check_config
@@ -65,22 +66,31 @@ class Run:
         self.data_sharding, self.stacked_sharding = compiled.data, compiled.stacked
 
     def _init_state(self, g_tx, d_tx):
+        """The initial state, built by two jitted functions (G's variables, then everything
+        else) rather than op by op: two compilations instead of one per initialiser."""
         config = self.config
         g_key, d_key, run_key = jax.random.split(jax.random.key(config.seed), 3)
         size = config.data.image_size
         image = jnp.zeros((1, size, size, 3), jnp.float32)
-        g_variables = self.generator.init({"params": g_key, "dropout": g_key}, image, train=False)
+        repl = parallel.replicated(self.mesh)
+
+        def init_generator(key):
+            return self.generator.init({"params": key, "dropout": key}, image, train=False)
+
+        g_variables = jax.jit(init_generator, out_shardings=repl)(g_key)
         if config.model.pretrained:
             from jaxgan.weights import load_pretrained
 
             g_variables = load_pretrained(config.model.pretrained, g_variables, config.model.name)
-        features = self.generator.apply(g_variables, image, train=False, features_only=True)
-        d_params = self.discriminator.init(d_key, jnp.zeros((1, self.num_labels)), features)[
-            "params"
-        ]
         pretrained_f_ext = config.method.feature_extractor == "pretrained"
-        state = create_train_state(run_key, g_variables, d_params, g_tx, d_tx, pretrained_f_ext)
-        return jax.device_put(state, parallel.replicated(self.mesh))
+
+        def init_rest(g_variables, d_key, run_key):
+            features = self.generator.apply(g_variables, image, train=False, features_only=True)
+            labels = jnp.zeros((1, self.num_labels))
+            d_params = self.discriminator.init(d_key, labels, features)["params"]
+            return create_train_state(run_key, g_variables, d_params, g_tx, d_tx, pretrained_f_ext)
+
+        return jax.jit(init_rest, out_shardings=repl)(g_variables, d_key, run_key)
 
     def restore(self) -> bool:
         """Resumes from the newest checkpoint that restores; False if the workdir has none.
@@ -106,25 +116,46 @@ class Run:
 
 def _progress_line(step, total, phase, values, rate, seconds_left):
     shown = " ".join(f"{k}={float(v):.4f}" for k, v in sorted(values.items()))
-    return (
-        f"step {step}/{total} [{phase}] {shown} | {rate:.2f} steps/s, "
-        f"{seconds_left / 60:.1f} min left"
+    rate_text = f"{rate:.2f} steps/s" if rate is not None else "rate pending"
+    left = f"{seconds_left / 60:.1f} min left" if seconds_left == seconds_left else "? min left"
+    return f"step {step}/{total} [{phase}] {shown} | {rate_text}, {left}"
+
+
+def step_batches(config, source, step: int) -> Iterator[tuple[str, tuple]]:
+    """The host batches of every step from `step` on, as (phase, batches) with the batches
+    the phase's compiled step takes: (batch,) supervised, (critic, generator) adversarial.
+
+    One tf.data stream per phase, started at `batches_consumed`; the adversarial phase's
+    updates are assembled by the pipeline (`input_pipeline.group_updates`)."""
+    schedule, method = config.schedule, config.method
+    total = schedule.bce_steps + schedule.adversarial_steps
+
+    def stream(at):
+        return input_pipeline.train_dataset(
+            source, config.data, schedule.batch_size, config.seed, batches_consumed(config, at)
+        )
+
+    if step < schedule.bce_steps:
+        for batch in stream(step).take(schedule.bce_steps - step).as_numpy_iterator():
+            yield "supervised", (batch,)
+    start = max(step, schedule.bce_steps)
+    if start < total:
+        kinds = pairs.pair_kinds(method.negative_sampling)
+        updates = input_pipeline.group_updates(stream(start), method.n_critic, kinds)
+        for critic, generator in updates.take(total - start).prefetch(1).as_numpy_iterator():
+            yield "adversarial", (critic, generator)
+
+
+def _to_devices(run, item):
+    """(phase, host batches) -> (phase, global arrays laid out as the compiled step wants)."""
+    phase, batches = item
+    if phase == "supervised":
+        return phase, (parallel.to_global(batches[0], run.data_sharding),)
+    critic, generator = batches
+    return phase, (
+        parallel.to_global(critic, run.stacked_sharding),
+        parallel.to_global(generator, run.data_sharding),
     )
-
-
-def _stack(batches: list[dict]) -> dict:
-    return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
-
-
-def _next_update_batches(config, batches):
-    """One adversarial update's data: for each critic update one batch per pair kind
-    (`pairs.pair_kinds`), stacked over the n_critic updates; then the generator's batch."""
-    kinds = pairs.pair_kinds(config.method.negative_sampling)
-    critic = {kind: [] for kind in kinds}
-    for _ in range(config.method.n_critic):
-        for kind in kinds:
-            critic[kind].append(next(batches))
-    return {kind: _stack(critic[kind]) for kind in kinds}, next(batches)
 
 
 def take_feature_extractor_if_due(state, mesh):
@@ -192,13 +223,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
         )
     phase_results = dict(run.saved_meta.get("phase_results", {}))
     step = int(run.state.step)
-    batches = input_pipeline.train_batches(
-        run.source,
-        config.data,
-        parallel.local_batch_size(schedule.batch_size),
-        config.seed,
-        start_batch=batches_consumed(config, step),
-    )
     writer.write(
         {
             "event": "start",
@@ -213,26 +237,32 @@ def train_and_evaluate(config, workdir: str) -> dict:
         f"{schedule.bce_steps} supervised ({config.method.classification_loss}) + "
         f"{schedule.adversarial_steps} adversarial steps",
     )
-    window_start, window_steps = time.time(), 0
+    kinds = len(pairs.pair_kinds(config.method.negative_sampling))
+    prior = pace_lib.adversarial_cost_prior(config.method.n_critic, kinds)
+    pace = pace_lib.Pace()
+    compiled = {"supervised": run.supervised_step, "adversarial": run.adversarial_step}
+    first_call = set(compiled)  # a phase's first step in this process compiles
     report, nonfinite, in_adversarial_phase = None, [], False
+    batches = parallel.DevicePrefetch(
+        step_batches(config, run.source, step),
+        lambda item: _to_devices(run, item),
+        config.data.device_prefetch,
+    )
     try:
-        while step < total:
-            phase = "supervised" if step < schedule.bce_steps else "adversarial"
-            if phase == "supervised":
-                batch = parallel.to_global(next(batches), run.data_sharding)
-                run.state, values = run.supervised_step(run.state, batch)
+        for phase, step_inputs in batches:
+            if phase == "adversarial" and not in_adversarial_phase:
+                run.state = take_feature_extractor_if_due(run.state, run.mesh)
+                in_adversarial_phase = True
+            if phase in first_call:  # compilation: timed apart, not counted as a step
+                first_call.discard(phase)
+                jax.block_until_ready(run.state)
+                with pace.excluded():
+                    run.state, values = compiled[phase](run.state, *step_inputs)
+                    jax.block_until_ready(values)
             else:
-                if not in_adversarial_phase:
-                    run.state = take_feature_extractor_if_due(run.state, run.mesh)
-                    in_adversarial_phase = True
-                critic, generator = _next_update_batches(config, batches)
-                run.state, values = run.adversarial_step(
-                    run.state,
-                    parallel.to_global(critic, run.stacked_sharding),
-                    parallel.to_global(generator, run.data_sharding),
-                )
+                run.state, values = compiled[phase](run.state, *step_inputs)
+                pace.step()
             step += 1
-            window_steps += 1
             values = dict(values)
             nonfinite.append((step, phase, values.pop("nonfinite")))
             phase_end = step in (schedule.bce_steps, total)
@@ -241,28 +271,34 @@ def train_and_evaluate(config, workdir: str) -> dict:
             every = schedule.checkpoint_every
             save_due = phase_end or (every and step % every == 0)
             if logging_due or eval_due or save_due:
-                _check_finite(nonfinite, config, run.checkpointer)
+                _check_finite(nonfinite, config, run.checkpointer)  # waits for the steps
             if logging_due:
                 values = jax.device_get(values)
-                rate = window_steps / max(time.time() - window_start, 1e-9)
-                left = _seconds_left(config, step, rate, phase)
-                writer.write(
-                    {"step": step, "phase": phase, **values, "steps_per_s": rate},
-                    _progress_line(step, total, phase, values, rate, left),
+                rate = pace.report(phase)
+                left = pace.seconds_left(
+                    max(schedule.bce_steps - step, 0),
+                    total - max(step, schedule.bce_steps),
+                    prior,
                 )
-                window_start, window_steps = time.time(), 0
-            if eval_due:
-                report = _evaluate_and_log(run, writer, f"after step {step} ({phase} phase)")
-                if phase_end:
-                    phase_results[phase] = report["metrics"]
-            if save_due:
-                run.checkpointer.save(
-                    run.state,
-                    run.meta,
-                    report["metrics"] if eval_due else None,
-                    thresholds=report["thresholds"] if eval_due else None,
-                    phase_results=phase_results,
-                )
+                record = {"step": step, "phase": phase, **values}
+                if rate is not None:
+                    record["steps_per_s"] = rate
+                writer.write(record, _progress_line(step, total, phase, values, rate, left))
+            with pace.excluded():
+                if eval_due:
+                    report = _evaluate_and_log(run, writer, f"after step {step} ({phase} phase)")
+                    if phase_end:
+                        phase_results[phase] = report["metrics"]
+                if save_due:  # asynchronous: Orbax copies the state, then writes in the back
+                    run.checkpointer.save(
+                        run.state,
+                        run.meta,
+                        report["metrics"] if eval_due else None,
+                        thresholds=report["thresholds"] if eval_due else None,
+                        phase_results=phase_results,
+                    )
+        if step < total:
+            raise RuntimeError(f"the training stream ended at step {step} of {total}")
     except KeyboardInterrupt:
         _check_finite(nonfinite, config, run.checkpointer)  # never save a diverged state
         run.checkpointer.save(run.state, run.meta, phase_results=phase_results)
@@ -273,6 +309,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         )
         raise
     finally:
+        batches.close()
         run.checkpointer.wait()
         writer.close()
     if report is None:  # nothing left to train: report the restored model
@@ -296,15 +333,3 @@ def _evaluate_and_log(run: Run, writer: MetricWriter, when: str) -> dict:
         metrics_lib.format_table(report["metrics"], f"test metrics {when}"),
     )  # fmt: skip
     return report
-
-
-def _seconds_left(config, step: int, rate: float, measured_in: str) -> float:
-    """An estimate from the current rate; an adversarial update is taken to cost about as
-    much as the BCE steps on its batches, until its own rate has been measured."""
-    supervised = config.schedule.bce_steps
-    adversarial_left = (
-        config.schedule.bce_steps + config.schedule.adversarial_steps - max(step, supervised)
-    )
-    if measured_in == "supervised":
-        return (max(supervised - step, 0) + adversarial_left * batches_per_update(config)) / rate
-    return adversarial_left / rate

@@ -2,6 +2,7 @@
 (accelerator hosts may lack it); only jaxgan.data and the training loop that feeds from it may
 import it. The converter must not need torch either."""
 
+import os
 import subprocess
 import sys
 
@@ -11,6 +12,8 @@ TF_FREE = [
     "jaxgan.state",
     "jaxgan.steps",
     "jaxgan.parallel",
+    "jaxgan.compiled",
+    "jaxgan.pace",
     "jaxgan.metrics",
     "jaxgan.checkpoint",
     "jaxgan.models",
@@ -38,4 +41,18 @@ def test_core_modules_import_without_tensorflow_or_torch():
         + "assert not bad, bad[:5]\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_benchmark_imports_without_tensorflow():
+    """experiments/benchmark.py runs on accelerator hosts that may lack TensorFlow."""
+    code = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('benchmark', 'experiments/benchmark.py')\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "bad = sorted(m for m in sys.modules if m.startswith('tensorflow'))\n"
+        "assert not bad, bad[:5]\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -82,6 +82,52 @@ def test_epochs_are_reshuffled_and_cover_the_split(source, data_config):
     np.testing.assert_array_equal(first.sum(0), second.sum(0))  # the same examples
 
 
+def _fingerprints(batches):
+    """One hashable key per row: its image bytes and labels (unique examples)."""
+    return [
+        (b["image"][i].tobytes(), b["labels"][i].tobytes())
+        for b in batches
+        for i in range(len(b["labels"]))
+    ]
+
+
+def test_each_epoch_is_the_split_once_across_the_boundary(source, data_config):
+    """Without augmentation an example is its pixels: each epoch of the one continuous stream
+    must hold every train example exactly once (the small build has no remainder), the
+    second in another order; nothing skipped or repeated where one epoch meets the next."""
+    plain = ml_collections.ConfigDict({**data_config.to_dict(), "augment": "none"})
+    per_epoch = source.num_examples("train") // BATCH
+    stream = input_pipeline.train_batches(source, plain, BATCH, seed=2)
+    epochs = [_fingerprints(take(stream, per_epoch)) for _ in range(2)]
+    split = _fingerprints(input_pipeline.eval_batches(source, plain, "train", BATCH))
+    assert len(set(split)) == len(split) == per_epoch * BATCH  # the keys tell examples apart
+    for epoch in epochs:
+        assert sorted(epoch) == sorted(split)
+    assert epochs[0] != epochs[1]
+
+
+def test_the_global_batch_does_not_depend_on_the_process_count(source, data_config):
+    """Two processes' rows of each batch, side by side, are one process's batch, bit for bit
+    (augmentation included), from the start and from a resume position."""
+    for start in (0, 23):
+        whole = input_pipeline.train_dataset(source, data_config, BATCH, 1, start)
+        halves = [
+            input_pipeline.train_dataset(source, data_config, BATCH, 1, start, process=(p, 2))
+            for p in range(2)
+        ]
+        streams = [d.as_numpy_iterator() for d in (whole, *halves)]
+        for _ in range(4):  # crosses the epoch boundary after batch 25 when resuming at 23
+            one, first, second = (next(s) for s in streams)
+            assert first["image"].shape[0] == BATCH // 2
+            for key in one:
+                np.testing.assert_array_equal(one[key], np.concatenate([first[key], second[key]]))
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_a_clear_error(source, data_config):
+    with pytest.raises(ValueError, match="does not split over 3 processes"):
+        input_pipeline.train_dataset(source, data_config, BATCH, 0, process=(0, 3))
+
+
 def test_eval_covers_every_example_once_with_padding(source, data_config):
     batches = list(input_pipeline.eval_batches(source, data_config, "test", 48))
     total = source.num_examples("test")  # 200: four full batches and one of 8

@@ -13,8 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+import tensorflow as tf
 
 from jaxgan import pairs, train
+from jaxgan.data import input_pipeline
 from jaxgan.models.resnet import resnet18
 from jaxgan.weights.pretrained import METADATA_FILE, VARIABLES_DIR
 
@@ -134,21 +136,32 @@ def test_resumed_run_continues_exactly(trained, tmp_path):
 
 def numbered_batches():
     """Batch i holds the number i, so a test can see which batches went where."""
-    for i in itertools.count():
-        yield {"image": np.full((2, 1), i, np.float32), "labels": np.zeros((2, 3), np.float32)}
+    return tf.data.Dataset.range(1000).map(
+        lambda i: {
+            "image": tf.fill([2, 1], tf.cast(i, tf.float32)),
+            "labels": tf.zeros([2, 3], tf.float32),
+        }
+    )
 
 
 @pytest.mark.parametrize("negative_sampling", [True, False])
 def test_an_update_reads_the_batches_the_resume_position_counts(negative_sampling):
+    """The pipeline's grouping reads, for each critic update, one batch per pair kind in
+    order, then the generator's; an update reads exactly `batches_per_update` batches."""
     config = tiny_config(None)
     config.method.negative_sampling = negative_sampling
-    stream = numbered_batches()
-    critic, generator = train._next_update_batches(config, stream)
-    assert tuple(critic) == pairs.pair_kinds(negative_sampling)  # no unused batch is sent
-    read = [int(b["image"][i, 0, 0]) for b in critic.values() for i in range(len(b["image"]))]
-    read.append(int(generator["image"][0, 0]))
-    assert sorted(read) == list(range(train.batches_per_update(config)))
-    assert int(next(stream)["image"][0, 0]) == train.batches_per_update(config)
+    kinds = pairs.pair_kinds(negative_sampling)
+    per_update = train.batches_per_update(config)
+    updates = input_pipeline.group_updates(numbered_batches(), config.method.n_critic, kinds)
+    for u, (critic, generator) in enumerate(itertools.islice(updates.as_numpy_iterator(), 3)):
+        assert tuple(critic) == kinds  # no unused batch is sent
+        first = u * per_update
+        for c in range(config.method.n_critic):
+            for k, kind in enumerate(kinds):
+                expected = first + c * len(kinds) + k
+                assert critic[kind]["image"].shape == (config.method.n_critic, 2, 1)
+                np.testing.assert_array_equal(critic[kind]["image"][c], expected)
+        np.testing.assert_array_equal(generator["image"], first + per_update - 1)
 
 
 def write_pretrained(path, arch_builder, image_size, seed):

@@ -34,11 +34,15 @@ def decode_image(encoded: tf.Tensor) -> tf.Tensor:
     return image
 
 
-def _read(source: Source, role: str, *, shuffle_seed: int | None, drop_remainder: bool):
-    """This process's shard of a split, images left encoded."""
-    split = tfds.even_splits(
-        source.splits[role], n=jax.process_count(), drop_remainder=drop_remainder
-    )[jax.process_index()]
+def _read(source: Source, role: str, *, shuffle_seed: int | None, shard: bool):
+    """A split's records, images left encoded: this process's shard of it (`shard`, for
+    evaluation) or the whole split (training, where each process keeps its rows of every
+    global batch; see `train_dataset`)."""
+    split = source.splits[role]
+    if shard:
+        split = tfds.even_splits(split, n=jax.process_count(), drop_remainder=False)[
+            jax.process_index()
+        ]
     ds = source.builder.as_dataset(
         split=split,
         shuffle_files=shuffle_seed is not None,
@@ -62,44 +66,114 @@ def _options(data_config) -> tf.data.Options:
     return options
 
 
-def _epoch(source, data_config, batch_size, seed, epoch, skip_batches):
-    epoch_seed = seed * 1_000_003 + epoch
-    ds, decode = _read(source, "train", shuffle_seed=epoch_seed, drop_remainder=True)
-    ds = ds.shuffle(data_config.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
-    ds = ds.enumerate().skip(skip_batches * batch_size)
-    stream = (epoch * jax.process_count() + jax.process_index()) * 2**31
-
-    def preprocess(index, example):
-        example = decode(example)
-        example_seed = tf.stack([tf.constant(seed, tf.int64), stream + index])
-        image = augment.preprocess_train(example["image"], example_seed, data_config)
-        return {"image": image, "labels": example["labels"]}
-
-    ds = ds.map(preprocess, num_parallel_calls=data_config.num_parallel_calls)
-    ds = ds.batch(batch_size, drop_remainder=True).prefetch(2)
-    return ds.with_options(_options(data_config))
+# Epoch e's record shuffle is seeded by seed * EPOCH_SEED_STRIDE + e; example i of epoch e
+# (its position in the epoch's global order) augments with the seed (seed, e * 2**31 + i).
+EPOCH_SEED_STRIDE = 1_000_003
 
 
-def train_batches(
-    source: Source, data_config, batch_size: int, seed: int, start_batch: int = 0
-) -> Iterator[dict]:
-    """Endless training batches of `batch_size` rows (this process's share), from `start_batch`.
-
-    Yields {"image": float32 [B, S, S, 3], "labels": float32 [B, L]}.
-    """
-    augment.check_config(data_config)
-    per_epoch = source.num_examples("train") // jax.process_count() // batch_size
+def batches_per_epoch(source: Source, global_batch: int) -> int:
+    """Global batches in one epoch of the train split (the last partial batch is dropped)."""
+    per_epoch = source.num_examples("train") // global_batch
     if per_epoch == 0:
         raise ValueError(
             f"the train split has {source.num_examples('train')} examples, fewer than one "
-            f"batch of {batch_size} per process; lower schedule.batch_size"
+            f"batch of {global_batch}; lower schedule.batch_size"
         )
+    return per_epoch
+
+
+def train_dataset(
+    source: Source,
+    data_config,
+    global_batch: int,
+    seed: int,
+    start_batch: int = 0,
+    process: tuple[int, int] | None = None,
+) -> tf.data.Dataset:
+    """The endless training stream from global batch `start_batch` on, as one tf.data pipeline
+    (epochs follow each other inside it: nothing is rebuilt at an epoch boundary).
+
+    Yields this process's rows of each global batch of `global_batch` rows:
+    {"image": float32 [B / P, S, S, 3], "labels": float32 [B / P, L]} for P processes,
+    process p taking rows [p B / P, (p + 1) B / P). Every process reads the same records in
+    the same order and decodes only its own rows, so the global batch (and every example's
+    augmentation) is a function of (seed, position) alone, whatever the process count.
+
+    Epoch e is exactly `batches_per_epoch` global batches: the split's records (files in an
+    order fixed by the seed) through a shuffle buffer of `data.shuffle_buffer` seeded by
+    (seed, e), the remainder dropped; where `Source.keep` drops records, the epoch is topped
+    up with the first records of its own order. Resuming at `start_batch` starts in its epoch
+    and skips records before they are decoded.
+
+    `process`: (index, count), by default jax's (tests pass others).
+    """
+    augment.check_config(data_config)
+    index, count = process if process is not None else (jax.process_index(), jax.process_count())
+    if global_batch % count:
+        raise ValueError(
+            f"schedule.batch_size={global_batch} does not split over {count} processes; "
+            f"use a multiple of {count}"
+        )
+    local = global_batch // count
+    per_epoch = batches_per_epoch(source, global_batch)
+    examples_per_epoch = per_epoch * global_batch
     first_epoch, skip = divmod(start_batch, per_epoch)
-    for epoch in itertools.count(first_epoch):
-        ds = _epoch(
-            source, data_config, batch_size, seed, epoch, skip if epoch == first_epoch else 0
+    records, decode = _read(source, "train", shuffle_seed=seed * EPOCH_SEED_STRIDE, shard=False)
+
+    def epoch_records(epoch):
+        epoch_seed = tf.constant(seed, tf.int64) * EPOCH_SEED_STRIDE + epoch
+        shuffled = records.shuffle(
+            data_config.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False
         )
-        yield from ds.as_numpy_iterator()
+        ds = shuffled.repeat().take(examples_per_epoch).enumerate()
+        # The first epoch of a resumed run starts `skip` batches in (records, not decoded).
+        ds = ds.skip(tf.where(epoch == first_epoch, tf.constant(skip * global_batch, tf.int64), 0))
+        # This process's rows of every global batch; the others are never decoded here.
+        ds = ds.filter(lambda position, _: (position % global_batch) // local == index)
+        return ds.map(lambda position, example: (epoch, position, example))
+
+    def preprocess(epoch, position, example):
+        example = decode(example)
+        example_seed = tf.stack([tf.constant(seed, tf.int64), epoch * 2**31 + position])
+        image = augment.preprocess_train(example["image"], example_seed, data_config)
+        return {"image": image, "labels": example["labels"]}
+
+    ds = tf.data.Dataset.counter(first_epoch).flat_map(epoch_records)
+    ds = ds.map(preprocess, num_parallel_calls=data_config.num_parallel_calls)
+    ds = ds.batch(local, drop_remainder=True)
+    return ds.prefetch(2).with_options(_options(data_config))
+
+
+def train_batches(
+    source: Source, data_config, global_batch: int, seed: int, start_batch: int = 0
+) -> Iterator[dict]:
+    """`train_dataset` as NumPy batches."""
+    return train_dataset(source, data_config, global_batch, seed, start_batch).as_numpy_iterator()
+
+
+def group_updates(ds: tf.data.Dataset, n_critic: int, kinds: tuple[str, ...]) -> tf.data.Dataset:
+    """Batches -> adversarial updates, assembled by tf.data: each element is (critic, generator)
+    for one update, read from the next n_critic * len(kinds) + 1 batches in this order: for each
+    of the n_critic critic updates one batch per pair kind, then the generator's batch.
+    critic: {kind: [n_critic, B, ...]}; generator: {key: [B, ...]}."""
+    per_critic = len(kinds)
+
+    def split(group):
+        def critic(kind_index):
+            return {
+                k: tf.reshape(v[: n_critic * per_critic], [n_critic, per_critic, *v.shape[1:]])[
+                    :, kind_index
+                ]
+                for k, v in group.items()
+            }
+
+        return (
+            {kind: critic(i) for i, kind in enumerate(kinds)},
+            {k: v[-1] for k, v in group.items()},
+        )
+
+    ds = ds.batch(n_critic * per_critic + 1, drop_remainder=True)
+    return ds.map(split, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def eval_batches(source: Source, data_config, role: str, batch_size: int) -> Iterator[dict]:
@@ -109,7 +183,7 @@ def eval_batches(source: Source, data_config, role: str, batch_size: int) -> Ite
     yields the same number of batches (multi-host steps must run in lockstep).
     """
     augment.check_config(data_config)
-    ds, decode = _read(source, role, shuffle_seed=None, drop_remainder=False)
+    ds, decode = _read(source, role, shuffle_seed=None, shard=True)
 
     def preprocess(example):
         example = decode(example)
