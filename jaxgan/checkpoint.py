@@ -45,6 +45,7 @@ RESUME_FIELDS = (
     "discriminator.hidden_dim",
     "discriminator.num_layers",
     "optim.optimizer",
+    "model.ema_decay",
 )
 BEST_METRIC = "validation_CF1"  # what `best` ranks checkpoints by
 COMPLETION_MARKER = "_CHECKPOINT_METADATA"  # Orbax writes it last, when a save is complete
@@ -355,6 +356,12 @@ class Checkpointer:
         # Networks before optimiser states: the first difference named is the one to fix.
         for path in sorted(wanted, key=lambda p: "opt_state" in p):
             leaf = wanted[path]
+            if path not in saved_leaves and path.startswith("g_ema"):
+                raise CheckpointError(
+                    f"the checkpoint at step {step} in {self.directory} keeps no moving "
+                    "average of G (made without model.ema_decay, or before it existed); "
+                    "pass --config.model.ema_decay=0 or use a fresh --workdir"
+                )
             if path not in saved_leaves:
                 raise CheckpointError(
                     f"the checkpoint at step {step} in {self.directory} has no {path}, which "
@@ -387,6 +394,9 @@ class Checkpointer:
             ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(target)
         )
         restored, saved = self.restore_tree(abstract, meta, step, resume)
+        for field, value in abstract.items():  # fields that hold no arrays (g_ema when off)
+            if not jax.tree.leaves(value):  # may be missing from checkpoints made before them
+                restored.setdefault(field, value)
         return flax.serialization.from_state_dict(target, restored), saved
 
     def restore_tree(

@@ -40,6 +40,15 @@ def validate_config(config) -> None:
             "method.conditional=False needs method.negative_sampling=False: to a critic that "
             "sees no image, mismatched label sets are real ones (ablation d drops both)"
         )
+    if not 0.0 <= config.model.ema_decay < 1.0:
+        raise ValueError(
+            f"model.ema_decay must lie in [0, 1) (0 = off), got {config.model.ema_decay}"
+        )
+    if m.snapshot_ema and not (config.model.ema_decay > 0 and m.feature_extractor == "snapshot"):
+        raise ValueError(
+            "method.snapshot_ema needs model.ema_decay > 0 and method.feature_extractor="
+            "'snapshot' (it says which weights the snapshot is taken from)"
+        )
     if m.feature_extractor not in FEATURE_EXTRACTORS:
         raise ValueError(
             f"unknown method.feature_extractor {m.feature_extractor!r}; "
@@ -106,7 +115,9 @@ class Run:
             "params"
         ]
         pretrained_f_ext = config.method.feature_extractor == "pretrained"
-        state = create_train_state(run_key, g_variables, d_params, g_tx, d_tx, pretrained_f_ext)
+        state = create_train_state(
+            run_key, g_variables, d_params, g_tx, d_tx, pretrained_f_ext, evaluate.uses_ema(config)
+        )
         return jax.device_put(state, parallel.replicated(self.mesh))
 
     def restore(self) -> bool:
@@ -154,14 +165,16 @@ def _next_update_batches(config, batches):
     return {kind: _stack(critic[kind]) for kind in kinds}, next(batches)
 
 
-def take_feature_extractor_if_due(state, mesh):
+def take_feature_extractor_if_due(state, mesh, from_ema: bool = False):
     """The adversarial phase's f_ext: a snapshot of G now, unless the state records that it
     has one (taken earlier, or the pretrained backbone). The loop asks whenever it enters the
     phase, at the boundary or when resuming inside it, so a run resumed past a lowered
-    `schedule.bce_steps` takes the snapshot too instead of keeping a random f_ext."""
+    `schedule.bce_steps` takes the snapshot too instead of keeping a random f_ext. `from_ema`
+    (`method.snapshot_ema`): the snapshot is G's moving average."""
     if bool(jax.device_get(state.f_ext_taken)):
         return state
-    return jax.device_put(snapshot_feature_extractor(state), parallel.replicated(mesh))
+    snapshot = snapshot_feature_extractor(state, from_ema)
+    return jax.device_put(snapshot, parallel.replicated(mesh))
 
 
 class NonFiniteError(ValueError):
@@ -250,7 +263,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 run.state, values = run.supervised_step(run.state, batch)
             else:
                 if not in_adversarial_phase:
-                    run.state = take_feature_extractor_if_due(run.state, run.mesh)
+                    run.state = take_feature_extractor_if_due(
+                        run.state, run.mesh, config.method.snapshot_ema
+                    )
                     in_adversarial_phase = True
                 critic, generator = _next_update_batches(config, batches)
                 run.state, values = run.adversarial_step(

@@ -25,7 +25,7 @@ from tiny import (
     make_state,
 )
 
-from jaxgan import compiled, losses, pairs, parallel, steps
+from jaxgan import compiled, evaluate, losses, pairs, parallel, steps
 from jaxgan.sampling import gumbel_sigmoid
 
 # Table 3's switches (and the straight-through sampler), as StepContext fields.
@@ -297,10 +297,12 @@ def test_adversarial_step_is_n_critic_critic_updates_then_one_generator_update()
         assert float(metrics[name]) == pytest.approx(float(value), rel=1e-5, abs=1e-6), name
 
 
-def test_eval_step_is_sigmoid_of_g_with_running_statistics():
+def test_prediction_is_sigmoid_of_g_with_running_statistics():
+    """The trainer's compiled `predict` (evaluate.state_probabilities, what evaluation runs)."""
     ctx = context()
     state, batch = make_state(ctx), make_batch(7)
-    probs = jitted(steps.eval_step, ctx)(state, batch)
+    run = compiled.compile_steps(ctx, parallel.create_mesh(jax.devices()[:1]))
+    probs = run.predict(state, batch)
     logits = ctx.generator.apply(
         {"params": state.g_params, "batch_stats": state.g_batch_stats},
         batch["image"],
@@ -308,6 +310,9 @@ def test_eval_step_is_sigmoid_of_g_with_running_statistics():
     )
     chex.assert_shape(probs, (BATCH, L))
     chex.assert_trees_all_close(probs, jax.nn.sigmoid(logits), rtol=1e-5, atol=1e-6)
+    # The same function evaluation runs on restored variables.
+    direct = evaluate.probabilities(evaluate.eval_variables(state), batch["image"], ctx.generator)
+    chex.assert_trees_all_close(probs, direct, rtol=1e-6, atol=1e-7)
 
 
 def poisoned(tree):
