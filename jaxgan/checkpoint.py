@@ -47,6 +47,9 @@ RESUME_FIELDS = (
     "optim.optimizer",
     "model.ema_decay",
 )
+# Resume fields added after checkpoints were first made, with the value configs recorded
+# before them imply (a checkpoint's recorded config is read back to evaluate it).
+LATER_FIELDS = {"model.ema_decay": 0.0}
 BEST_METRIC = "validation_CF1"  # what `best` ranks checkpoints by
 COMPLETION_MARKER = "_CHECKPOINT_METADATA"  # Orbax writes it last, when a save is complete
 DAMAGED_DIR = "damaged_checkpoints"
@@ -61,6 +64,8 @@ def _field(config, dotted: str):
         return "adamw" if config.optim.weight_decay else "adam"
     node = config
     for part in dotted.split("."):
+        if dotted in LATER_FIELDS and part not in node:
+            return LATER_FIELDS[dotted]
         node = node[part]
     return node
 

@@ -159,3 +159,13 @@ def test_ema_knobs_are_checked_at_the_door():
     with pytest.raises(ValueError, match="method.snapshot_ema needs model.ema_decay > 0"):
         validate_config(config)
     assert steps.StepContext.from_config(tiny_config(0.5), None, None, None, None).ema_decay == 0.5
+
+
+def test_a_checkpoint_whose_recorded_config_predates_ema_evaluates_g(tmp_path, monkeypatch):
+    ctx = make_context("sgd")
+    state = make_state(ctx)
+    config = tiny_config(0.0)
+    del config.model["ema_decay"]  # as recorded before the field existed
+    save_without_ema_field(state, str(tmp_path), config, monkeypatch)
+    classifier = evaluate.load_classifier(str(tmp_path))
+    chex.assert_trees_all_equal(jax.device_get(classifier.variables), g_variables(state))
