@@ -398,10 +398,9 @@ class Checkpointer:
         abstract = jax.tree.map(
             ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(target)
         )
+        # A field that holds no arrays (g_ema with EMA off) restores from `abstract` as it is,
+        # also from checkpoints made before the field existed.
         restored, saved = self.restore_tree(abstract, meta, step, resume)
-        for field, value in abstract.items():  # fields that hold no arrays (g_ema when off)
-            if not jax.tree.leaves(value):  # may be missing from checkpoints made before them
-                restored.setdefault(field, value)
         return flax.serialization.from_state_dict(target, restored), saved
 
     def restore_tree(

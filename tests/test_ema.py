@@ -129,6 +129,8 @@ def test_a_checkpoint_from_before_ema_resumes_without_it_and_is_refused_with_it(
     ctx = make_context("sgd")
     state = make_state(ctx)
     save_without_ema_field(state, str(tmp_path), tiny_config(0.0), monkeypatch)
+    saved = Checkpointer(str(tmp_path)).manager.item_metadata(0)["state"]
+    assert "g_ema" not in saved.tree and "g_params" in saved.tree  # the old layout
     restored, _ = Checkpointer(str(tmp_path)).restore(
         make_state(ctx, seed=1), checkpoint.metadata(tiny_config(0.0), CLASS_NAMES), resume=True
     )
