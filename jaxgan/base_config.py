@@ -20,6 +20,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Recompute each backbone block's activations in the backward pass instead of keeping them:
     # less memory for large backbones and batches, about one more forward pass of compute.
     c.model.remat = False
+    # Exponential moving average of G's weights (and BatchNorm statistics), updated after every
+    # generator update and used for evaluation and prediction: ema = d·ema + (1 − d)·G. 0 = off.
+    c.model.ema_decay = 0.0
     c.model.pretrained = (
         ""  # converted ImageNet checkpoint (python -m jaxgan.convert); "" = random init
     )
@@ -55,6 +58,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.method.feature_extractor = (
         "snapshot"  # f_ext: "snapshot" of G after the BCE phase | "pretrained"
     )
+    # With model.ema_decay > 0: take the f_ext snapshot from G's moving average, not from G.
+    c.method.snapshot_ema = False
     c.method.threshold = 0.5  # a label is predicted when sigmoid(s) > threshold
 
     c.discriminator = ml_collections.ConfigDict()

@@ -45,7 +45,11 @@ RESUME_FIELDS = (
     "discriminator.hidden_dim",
     "discriminator.num_layers",
     "optim.optimizer",
+    "model.ema_decay",
 )
+# Resume fields added after checkpoints were first made, with the value configs recorded
+# before them imply (a checkpoint's recorded config is read back to evaluate it).
+LATER_FIELDS = {"model.ema_decay": 0.0}
 BEST_METRIC = "validation_CF1"  # what `best` ranks checkpoints by
 COMPLETION_MARKER = "_CHECKPOINT_METADATA"  # Orbax writes it last, when a save is complete
 DAMAGED_DIR = "damaged_checkpoints"
@@ -60,6 +64,8 @@ def _field(config, dotted: str):
         return "adamw" if config.optim.weight_decay else "adam"
     node = config
     for part in dotted.split("."):
+        if dotted in LATER_FIELDS and part not in node:
+            return LATER_FIELDS[dotted]
         node = node[part]
     return node
 
@@ -355,6 +361,12 @@ class Checkpointer:
         # Networks before optimiser states: the first difference named is the one to fix.
         for path in sorted(wanted, key=lambda p: "opt_state" in p):
             leaf = wanted[path]
+            if path not in saved_leaves and path.startswith("g_ema"):
+                raise CheckpointError(
+                    f"the checkpoint at step {step} in {self.directory} keeps no moving "
+                    "average of G (made without model.ema_decay, or before it existed); "
+                    "pass --config.model.ema_decay=0 or use a fresh --workdir"
+                )
             if path not in saved_leaves:
                 raise CheckpointError(
                     f"the checkpoint at step {step} in {self.directory} has no {path}, which "
@@ -386,6 +398,8 @@ class Checkpointer:
         abstract = jax.tree.map(
             ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(target)
         )
+        # A field that holds no arrays (g_ema with EMA off) restores from `abstract` as it is,
+        # also from checkpoints made before the field existed.
         restored, saved = self.restore_tree(abstract, meta, step, resume)
         return flax.serialization.from_state_dict(target, restored), saved
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import jax
 from jax.sharding import Mesh, NamedSharding
 
-from jaxgan import parallel, steps, xla_options
+from jaxgan import evaluate, parallel, steps, xla_options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +48,7 @@ def compile_steps(ctx: steps.StepContext, mesh: Mesh) -> CompiledSteps:
             out_shardings=(repl, repl),
         ),
         predict=jax.jit(
-            functools.partial(steps.eval_step, ctx=ctx),
+            functools.partial(evaluate.state_probabilities, generator=ctx.generator),
             compiler_options=options,
             in_shardings=(repl, data),
             out_shardings=data,

@@ -88,7 +88,7 @@ RANGES = {
     "schedule.log_every": AT_LEAST_0,
     "schedule.eval_every": AT_LEAST_0,
     "schedule.checkpoint_every": AT_LEAST_0,
-    "model.ema_decay": UNIT_HALF_OPEN,  # checked where a config has it
+    "model.ema_decay": UNIT_HALF_OPEN,
 }
 
 
@@ -249,6 +249,11 @@ def _check_combinations(config) -> None:
         raise ConfigError(
             "method.straight_through=True needs method.gumbel=True: without Gumbel sampling the "
             "critic sees sigmoid(s) and there is no sample to harden; drop one of the two"
+        )
+    if method.snapshot_ema and not (model.ema_decay > 0 and method.feature_extractor == "snapshot"):
+        raise ConfigError(
+            "method.snapshot_ema needs model.ema_decay > 0 and method.feature_extractor="
+            "'snapshot' (it says which weights the snapshot is taken from)"
         )
     _delegate(lambda: check_width(model.name, model.width))
     if model.pretrained:

@@ -25,20 +25,37 @@ from jaxgan import parallel, xla_options
 from jaxgan.checkpoint import Checkpointer, CheckpointError, metadata
 from jaxgan.models import create_generator
 
-# The train-state fields G's evaluation variables are restored from (see `eval_variables`).
+# The train-state fields G's evaluation variables are restored from (see `eval_variables`):
+# G's own, or with `model.ema_decay` > 0 their moving average (one field holding both).
 EVAL_VARIABLE_FIELDS = {"params": "g_params", "batch_stats": "g_batch_stats"}
+EMA_FIELD = "g_ema"
 THRESHOLD_CHOICES = ("configured", "global", "per_class")
 
 
 def eval_variables(state) -> dict:
-    """G's variables as evaluation uses them: the one place that says which they are."""
+    """G's variables as evaluation and prediction use them: the one place that says which
+    they are. The moving average when the state keeps one (`model.ema_decay` > 0)."""
+    if getattr(state, EMA_FIELD):
+        return getattr(state, EMA_FIELD)
     return {name: getattr(state, field) for name, field in EVAL_VARIABLE_FIELDS.items()}
+
+
+def uses_ema(config) -> bool:
+    """Whether a run of `config` keeps (and evaluates) G's moving average. Configs recorded
+    before EMA existed have no `model.ema_decay`: off."""
+    return float(config.model.get("ema_decay", 0.0)) > 0
 
 
 def probabilities(variables: dict, images: jax.Array, generator) -> jax.Array:
     """p = sigmoid(G(x)) [B, L], with running BatchNorm statistics (pure; jitted below)."""
     logits = generator.apply(variables, images, train=False)
     return jax.nn.sigmoid(logits.astype(jnp.float32))
+
+
+def state_probabilities(state, batch: dict, generator) -> jax.Array:
+    """`probabilities` of a train state's evaluation variables on a batch (the trainer's
+    compiled `predict`)."""
+    return probabilities(eval_variables(state), batch["image"], generator)
 
 
 class Classifier:
@@ -247,11 +264,21 @@ def load_classifier(workdir: str, step=None, config=None, mesh=None) -> Classifi
             class_names = get_source(config.data).class_names
         classifier = Classifier(config, class_names, mesh=mesh)
         meta = metadata(config, class_names)
-        fields = {EVAL_VARIABLE_FIELDS[k]: v for k, v in classifier.abstract_variables().items()}
+        abstract = classifier.abstract_variables()
+        # The weights evaluated are those the run trained for evaluation: its recorded config
+        # decides, whatever config is passed to evaluate it with.
+        ema = uses_ema(ml_collections.ConfigDict(saved["config"]) if "config" in saved else config)
+        if ema:
+            fields = {EMA_FIELD: abstract}
+        else:
+            fields = {EVAL_VARIABLE_FIELDS[k]: v for k, v in abstract.items()}
         restored, saved = checkpointer.restore_tree(fields, meta, resolved)
     finally:
         checkpointer.close()
-    classifier.variables = {k: restored[field] for k, field in EVAL_VARIABLE_FIELDS.items()}
+    if ema:
+        classifier.variables = restored[EMA_FIELD]
+    else:
+        classifier.variables = {k: restored[f] for k, f in EVAL_VARIABLE_FIELDS.items()}
     classifier.step, classifier.saved = resolved, saved
     return classifier
 

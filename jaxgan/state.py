@@ -28,6 +28,9 @@ class TrainState:
       has been taken, or f_ext is the pretrained backbone). Recorded in the state, so a run
       resumed anywhere in the adversarial phase knows whether the snapshot is still due.
     rng: raw key data of the run's base key; steps fold counters into it.
+    g_ema: the exponential moving average of G's variables ({'params', 'batch_stats'}) when
+      `model.ema_decay` > 0, updated with every generator update; {} when off (nothing is
+      stored or computed, so a run without EMA is exactly what it was before EMA existed).
     """
 
     step: jax.Array
@@ -40,6 +43,7 @@ class TrainState:
     f_variables: Variables
     f_ext_taken: jax.Array
     rng: jax.Array
+    g_ema: Variables
 
     @property
     def g_variables(self) -> Variables:
@@ -54,11 +58,13 @@ def copy_tree(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
-def snapshot_feature_extractor(state: TrainState) -> TrainState:
-    """f_ext := G as it is now (DESIGN §1: taken when the adversarial phase starts)."""
-    return state.replace(
-        f_variables=copy_tree(state.g_variables), f_ext_taken=jnp.ones((), jnp.bool_)
-    )
+def snapshot_feature_extractor(state: TrainState, from_ema: bool = False) -> TrainState:
+    """f_ext := G as it is now (DESIGN §1: taken when the adversarial phase starts), or G's
+    moving average with `from_ema` (`method.snapshot_ema`)."""
+    if from_ema and not state.g_ema:
+        raise ValueError("method.snapshot_ema needs model.ema_decay > 0")
+    source = state.g_ema if from_ema else state.g_variables
+    return state.replace(f_variables=copy_tree(source), f_ext_taken=jnp.ones((), jnp.bool_))
 
 
 def create_train_state(
@@ -68,10 +74,12 @@ def create_train_state(
     g_tx,
     d_tx,
     f_ext_taken: bool = False,
+    ema: bool = False,
 ) -> TrainState:
     """A fresh state; f_ext starts as a copy of G's initial (possibly pretrained) variables.
     `f_ext_taken`: True when that copy is the f_ext to use (the pretrained backbone), False
-    when a snapshot must replace it when the adversarial phase starts."""
+    when a snapshot must replace it when the adversarial phase starts. `ema`: keep a moving
+    average of G's variables, starting from these."""
     g_params = g_variables["params"]
     batch_stats = g_variables.get("batch_stats", {})
     return TrainState(
@@ -85,4 +93,5 @@ def create_train_state(
         f_variables=copy_tree({"params": g_params, "batch_stats": batch_stats}),
         f_ext_taken=jnp.asarray(f_ext_taken, jnp.bool_),
         rng=jax.random.key_data(rng),
+        g_ema=copy_tree({"params": g_params, "batch_stats": batch_stats}) if ema else {},
     )

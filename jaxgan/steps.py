@@ -41,6 +41,7 @@ class StepContext:
     straight_through: bool = False
     negative_sampling: bool = True
     gumbel: bool = True
+    ema_decay: float = 0.0  # model.ema_decay: 0 = no moving average of G
 
     @classmethod
     def from_config(cls, config, generator, discriminator, g_tx, d_tx) -> "StepContext":
@@ -57,6 +58,7 @@ class StepContext:
             straight_through=m.straight_through,
             negative_sampling=m.negative_sampling,
             gumbel=m.gumbel,
+            ema_decay=config.model.ema_decay,
         )
 
     @property
@@ -130,12 +132,26 @@ def _apply_gradients(tx, grads, opt_state, params):
     return optax.apply_updates(params, updates), opt_state
 
 
+def moving_average(average, new, decay: float):
+    """decay · average + (1 − decay) · new, leaf by leaf."""
+    return jax.tree.map(lambda a, x: decay * a + (1.0 - decay) * x, average, new)
+
+
 def _update_generator(state: TrainState, grads, batch_stats, ctx: StepContext) -> TrainState:
-    """Applies one update of G (both phases go through here): its optimiser step, the running
-    statistics its training-mode pass measured, and the step counter."""
+    """Applies one update of G (both phases go through here, so they cannot drift apart): its
+    optimiser step, the running statistics its training-mode pass measured, the moving
+    average of both when `ctx.ema_decay` > 0, and the step counter."""
     params, opt_state = _apply_gradients(ctx.g_tx, grads, state.g_opt_state, state.g_params)
+    g_ema = state.g_ema
+    if ctx.ema_decay > 0:
+        new = {"params": params, "batch_stats": batch_stats}
+        g_ema = moving_average(state.g_ema, new, ctx.ema_decay)
     return state.replace(
-        step=state.step + 1, g_params=params, g_batch_stats=batch_stats, g_opt_state=opt_state
+        step=state.step + 1,
+        g_params=params,
+        g_batch_stats=batch_stats,
+        g_opt_state=opt_state,
+        g_ema=g_ema,
     )
 
 
@@ -243,9 +259,3 @@ def adversarial_step(
     last_critic = jax.tree.map(lambda m: m[-1], critic_metrics)
     nonfinite = jnp.max(critic_metrics["nonfinite"]) | generator_metrics["nonfinite"]
     return state, {**last_critic, **generator_metrics, "nonfinite": nonfinite}
-
-
-def eval_step(state: TrainState, batch: dict, ctx: StepContext) -> jax.Array:
-    """Label probabilities p = sigmoid(G(x)) [B, L] with running BatchNorm statistics."""
-    logits = ctx.generator.apply(state.g_variables, batch["image"], train=False)
-    return jax.nn.sigmoid(logits.astype(jnp.float32))

@@ -83,12 +83,15 @@ class Run:
 
             g_variables = load_pretrained(config.model.pretrained, g_variables, config.model.name)
         pretrained_f_ext = config.method.feature_extractor == "pretrained"
+        uses_ema = evaluate.uses_ema(config)
 
         def init_rest(g_variables, d_key, run_key):
             features = self.generator.apply(g_variables, image, train=False, features_only=True)
             labels = jnp.zeros((1, self.num_labels))
             d_params = self.discriminator.init(d_key, labels, features)["params"]
-            return create_train_state(run_key, g_variables, d_params, g_tx, d_tx, pretrained_f_ext)
+            return create_train_state(
+                run_key, g_variables, d_params, g_tx, d_tx, pretrained_f_ext, uses_ema
+            )
 
         return jax.jit(init_rest, out_shardings=repl)(g_variables, d_key, run_key)
 
@@ -158,14 +161,16 @@ def _to_devices(run, item):
     )
 
 
-def take_feature_extractor_if_due(state, mesh):
+def take_feature_extractor_if_due(state, mesh, from_ema: bool = False):
     """The adversarial phase's f_ext: a snapshot of G now, unless the state records that it
     has one (taken earlier, or the pretrained backbone). The loop asks whenever it enters the
     phase, at the boundary or when resuming inside it, so a run resumed past a lowered
-    `schedule.bce_steps` takes the snapshot too instead of keeping a random f_ext."""
+    `schedule.bce_steps` takes the snapshot too instead of keeping a random f_ext. `from_ema`
+    (`method.snapshot_ema`): the snapshot is G's moving average."""
     if bool(jax.device_get(state.f_ext_taken)):
         return state
-    return jax.device_put(snapshot_feature_extractor(state), parallel.replicated(mesh))
+    snapshot = snapshot_feature_extractor(state, from_ema)
+    return jax.device_put(snapshot, parallel.replicated(mesh))
 
 
 class NonFiniteError(ValueError):
@@ -251,7 +256,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     try:
         for phase, step_inputs in batches:
             if phase == "adversarial" and not in_adversarial_phase:
-                run.state = take_feature_extractor_if_due(run.state, run.mesh)
+                run.state = take_feature_extractor_if_due(
+                    run.state, run.mesh, config.method.snapshot_ema
+                )
                 in_adversarial_phase = True
             if phase in first_call:  # compilation: timed apart, not counted as a step
                 first_call.discard(phase)

@@ -80,7 +80,8 @@ def test_no_metric_depends_on_the_order_of_the_rows_even_with_saturated_scores()
     rng = np.random.default_rng(1)
     labels = (rng.random((200, 6)) < 0.4).astype(int)
     logits = rng.normal(0, 12, size=(200, 6)) + 8 * labels
-    # float32 sigmoids, as eval_step returns them: every logit above ~16.6 gives exactly 1.0.
+    # float32 sigmoids, as evaluate.probabilities returns them: every logit above ~16.6 gives
+    # exactly 1.0.
     scores = (1 / (1 + np.exp(-logits.astype(np.float32)))).astype(np.float32)
     assert (scores == 1.0).sum() > 50 and (labels[scores[:, 0] == 1.0, 0] == 0).any()
     results = metrics.compute_metrics(scores, labels, 0.5)

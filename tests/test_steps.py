@@ -25,7 +25,7 @@ from tiny import (
     make_state,
 )
 
-from jaxgan import compiled, pairs, parallel, steps
+from jaxgan import compiled, evaluate, losses, pairs, parallel, steps
 from jaxgan.sampling import gumbel_sigmoid
 
 # Table 3's switches (and the straight-through sampler), as StepContext fields.
@@ -81,6 +81,31 @@ def bce_by_hand(logits, labels):
     """−Σ_labels [y log p + (1 − y) log(1 − p)], averaged over images."""
     log_p, log_not_p = jax.nn.log_sigmoid(logits), jax.nn.log_sigmoid(-logits)
     return -jnp.mean(jnp.sum(labels * log_p + (1 - labels) * log_not_p, axis=-1))
+
+
+# ASL knobs unlike the defaults and unlike each other, so that a step that silently falls back
+# to BCE (or to the default knobs) computes another loss.
+ASL = losses.ClassificationLoss("asl", gamma_neg=2.0, gamma_pos=1.0, clip=0.1)
+
+
+def asl_by_hand(logits, labels, gamma_neg, gamma_pos, margin):
+    """Ridnik et al.: −Σ_labels [y (1 − p)^γ+ log p + (1 − y) p_m^γ− log(1 − p_m)],
+    p_m = max(p − m, 0), averaged over images; the focusing weights are constants in the
+    gradient (the authors' code)."""
+    p = jax.nn.sigmoid(logits)
+    p_m = jnp.maximum(p - margin, 0.0)
+    positive = jax.lax.stop_gradient((1 - p) ** gamma_pos) * jnp.log(p)
+    negative = jax.lax.stop_gradient(p_m**gamma_neg) * jnp.log(1 - p_m)
+    return -jnp.mean(jnp.sum(labels * positive + (1 - labels) * negative, axis=-1))
+
+
+def classification_by_hand(ctx, logits, labels):
+    """The loss `method.classification_loss` names, written out here."""
+    chosen = ctx.classification_loss
+    if chosen.name == "asl":
+        return asl_by_hand(logits, labels, chosen.gamma_neg, chosen.gamma_pos, chosen.clip)
+    assert chosen.name == "bce"
+    return bce_by_hand(logits, labels)
 
 
 def g_train(ctx, params, batch_stats, images, dropout_key):
@@ -148,10 +173,11 @@ def critic_loss_by_hand(ctx, state, batches, d_params):
 
 
 def generator_loss_by_hand(ctx, state, batch, params, with_critic=True):
-    """Eq. 2: −E D(ŷ, x) + α·BCE, ŷ a differentiable sample of G(x); G's statistics as aux."""
+    """Eq. 2: −E D(ŷ, x) + α·L_cls (the configured classification loss), ŷ a differentiable
+    sample of G(x); G's statistics as aux."""
     keys = steps.generator_keys(state)
     logits, batch_stats = g_train(ctx, params, state.g_batch_stats, batch["image"], keys["dropout"])
-    loss = ctx.alpha * bce_by_hand(logits, batch["labels"])
+    loss = ctx.alpha * classification_by_hand(ctx, logits, batch["labels"])
     if with_critic:
         sample = sample_by_hand(ctx, keys["sample"], logits)
         loss -= jnp.mean(critic_by_hand(ctx, state, state.d_params)(sample, batch["image"]))
@@ -170,19 +196,27 @@ def test_tiny_state_tells_the_variables_apart():
     assert relative_error(other, inference) > 0.1
 
 
-def test_supervised_step_descends_the_classification_loss():
-    ctx = context("sgd")
+@pytest.mark.parametrize("loss_name", ["bce", "asl"])
+def test_supervised_step_descends_the_classification_loss(loss_name):
+    ctx = context("sgd") if loss_name == "bce" else context("sgd", classification_loss=ASL)
     state, batch = make_state(ctx), make_batch(0)
     new, metrics = jitted(steps.supervised_step, ctx)(state, batch)
 
     key = steps.supervised_keys(state)["dropout"]
 
-    def loss(params):
+    def loss(params, by_hand=classification_by_hand):
         logits, batch_stats = g_train(ctx, params, state.g_batch_stats, batch["image"], key)
-        return bce_by_hand(logits, batch["labels"]), batch_stats
+        return by_hand(ctx, logits, batch["labels"]), batch_stats
 
     (expected, batch_stats), grads = jax.value_and_grad(loss, has_aux=True)(state.g_params)
-    assert float(metrics["bce"]) == pytest.approx(float(expected), rel=1e-5)
+    assert set(metrics) == {loss_name, "nonfinite"}
+    assert float(metrics[loss_name]) == pytest.approx(float(expected), rel=1e-5)
+    if loss_name == "asl":  # the premise: here ASL's value and gradient are not BCE's
+        bce, bce_grads = jax.value_and_grad(
+            lambda p: loss(p, lambda ctx, s, y: bce_by_hand(s, y))[0]
+        )(state.g_params)
+        assert abs(float(bce) - float(expected)) > 0.1 * float(expected)
+        assert relative_error(bce_grads, grads) > 0.1
     assert relative_error(gradient_of_update(state.g_params, new.g_params), grads) < 1e-3
     chex.assert_trees_all_close(new.g_batch_stats, batch_stats, rtol=1e-5, atol=1e-6)
     assert_unchanged(state.d_params, new.d_params)
@@ -220,16 +254,20 @@ def test_unconditional_critic_sees_no_image():
     chex.assert_trees_all_equal(new.d_params, blank_new.d_params)
 
 
-@pytest.mark.parametrize("name", ["full", "unconditional", "no-gumbel"])
+@pytest.mark.parametrize("name", ["full", "unconditional", "no-gumbel", "asl"])
 def test_generator_step_descends_eq2_through_the_critic(name):
     # α = 1 rather than 10 so that the critic's share of the gradient stands out clearly.
-    ctx = context("sgd", name, alpha=1.0)
+    if name == "asl":  # α weighs the configured classification loss, not BCE
+        ctx = context("sgd", alpha=1.0, classification_loss=ASL)
+    else:
+        ctx = context("sgd", name, alpha=1.0)
     state, batch = make_state(ctx), make_batch(3)
     new, metrics = jitted(steps.generator_step, ctx)(state, batch)
 
     loss = functools.partial(generator_loss_by_hand, ctx, state, batch)
     (expected, batch_stats), grads = jax.value_and_grad(loss, has_aux=True)(state.g_params)
     used = gradient_of_update(state.g_params, new.g_params)
+    assert ctx.classification_loss.name in metrics
     assert float(metrics["g_loss"]) == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
     assert relative_error(used, grads) < 1e-3
     chex.assert_trees_all_close(new.g_batch_stats, batch_stats, rtol=1e-5, atol=1e-6)
@@ -259,10 +297,12 @@ def test_adversarial_step_is_n_critic_critic_updates_then_one_generator_update()
         assert float(metrics[name]) == pytest.approx(float(value), rel=1e-5, abs=1e-6), name
 
 
-def test_eval_step_is_sigmoid_of_g_with_running_statistics():
+def test_prediction_is_sigmoid_of_g_with_running_statistics():
+    """The trainer's compiled `predict` (evaluate.state_probabilities, what evaluation runs)."""
     ctx = context()
     state, batch = make_state(ctx), make_batch(7)
-    probs = jitted(steps.eval_step, ctx)(state, batch)
+    run = compiled.compile_steps(ctx, parallel.create_mesh(jax.devices()[:1]))
+    probs = run.predict(state, batch)
     logits = ctx.generator.apply(
         {"params": state.g_params, "batch_stats": state.g_batch_stats},
         batch["image"],
@@ -270,6 +310,9 @@ def test_eval_step_is_sigmoid_of_g_with_running_statistics():
     )
     chex.assert_shape(probs, (BATCH, L))
     chex.assert_trees_all_close(probs, jax.nn.sigmoid(logits), rtol=1e-5, atol=1e-6)
+    # The same function evaluation runs on restored variables.
+    direct = evaluate.probabilities(evaluate.eval_variables(state), batch["image"], ctx.generator)
+    chex.assert_trees_all_close(probs, direct, rtol=1e-6, atol=1e-7)
 
 
 def poisoned(tree):

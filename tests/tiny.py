@@ -43,7 +43,9 @@ def _shifted_statistics(batch_stats, key):
     return jax.tree.unflatten(treedef, out)
 
 
-def make_state(ctx, seed=0):
+def make_state(ctx, seed=0, ema=None):
+    """`ema`: keep G's moving average (default: when the context's ema_decay is on)."""
+    ema = ctx.ema_decay > 0 if ema is None else ema
     g_key, f_key, d_key, run_key, stats_key = jax.random.split(jax.random.key(seed), 5)
     image = jnp.zeros((1, SIZE, SIZE, 3))
     g_vars = ctx.generator.init(g_key, image, train=False)
@@ -51,7 +53,7 @@ def make_state(ctx, seed=0):
     f_vars = ctx.generator.init(f_key, image, train=False)
     features = ctx.generator.apply(f_vars, image, train=False, features_only=True)
     d_params = ctx.discriminator.init(d_key, jnp.zeros((1, L)), features)["params"]
-    state = create_train_state(run_key, g_vars, d_params, ctx.g_tx, ctx.d_tx)
+    state = create_train_state(run_key, g_vars, d_params, ctx.g_tx, ctx.d_tx, ema=ema)
     return state.replace(f_variables=f_vars)
 
 
