@@ -45,7 +45,7 @@ def finish(processes):
     outputs = []
     for process in processes:
         try:
-            out, _ = process.communicate(timeout=600)
+            out, _ = process.communicate(timeout=1800)  # a guard against a hang only
         except subprocess.TimeoutExpired:
             for p in processes:
                 p.kill()
