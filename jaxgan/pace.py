@@ -45,6 +45,11 @@ class Pace:
     def step(self) -> None:
         self._window_steps += 1
 
+    def restart(self) -> None:
+        """Opens a new window now, dropping the current one (e.g. after the wait for the first
+        batch and the compilation, which are no step's time)."""
+        self._window_start, self._window_steps, self._excluded = self._clock(), 0, 0.0
+
     def exclude(self, seconds: float) -> None:
         self._excluded += seconds
 

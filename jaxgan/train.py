@@ -263,9 +263,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
             if phase in first_call:  # compilation: timed apart, not counted as a step
                 first_call.discard(phase)
                 jax.block_until_ready(run.state)
-                with pace.excluded():
-                    run.state, values = compiled[phase](run.state, *step_inputs)
-                    jax.block_until_ready(values)
+                run.state, values = compiled[phase](run.state, *step_inputs)
+                jax.block_until_ready(values)
+                pace.restart()  # the wait for the first batches and the compilation are no step's
             else:
                 run.state, values = compiled[phase](run.state, *step_inputs)
                 pace.step()

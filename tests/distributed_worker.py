@@ -26,7 +26,7 @@ def tiny_config(data_dir):
     config.schedule.update(
         batch_size=16,
         eval_batch_size=32,
-        bce_steps=3,
+        bce_steps=2,
         adversarial_steps=2,
         log_every=1,
         eval_every=0,

@@ -53,3 +53,14 @@ def test_time_left_costs_each_phase_by_its_own_rate():
     meter.report("adversarial")  # 2 updates/s
     assert meter.seconds_left(0, 30, prior) == pytest.approx(15.0)
     assert meter.seconds_left(100, 30, prior) == pytest.approx(10 + 15)
+
+
+def test_restart_drops_the_time_before_it():
+    clock = FakeClock()
+    meter = pace.Pace(clock)
+    clock.now += 40.0  # waiting for the first batches, compiling
+    meter.restart()
+    for _ in range(3):
+        clock.now += 0.25
+        meter.step()
+    assert meter.report("supervised") == pytest.approx(4.0)

@@ -1,9 +1,10 @@
 """The tf.data input pipeline: TFDS records -> decoded, augmented NumPy batches per process.
 
-Training data is an endless sequence of epochs. Each epoch reads this process's shard of the
+Training data is one endless tf.data stream of epochs (`train_dataset`). Each epoch reads the
 split in an order fixed by (seed, epoch), and every example's augmentation draws from a seed
-fixed by (seed, epoch, position). The stream is therefore a pure function of the seed, and
-resuming after `n` batches rebuilds it at that point, skipping undecoded records only.
+fixed by (seed, epoch, position). The stream is therefore a pure function of the seed, the
+same whatever the process count (each process keeps its rows of every global batch), and
+resuming after `n` batches starts it at that point, skipping undecoded records only.
 Images are decoded here and nowhere else (`decode_image`; TFDS is told to skip decoding, and a
 `Source` only supplies labels), in our own parallel map under a private thread pool.
 """
