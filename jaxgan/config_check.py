@@ -21,7 +21,7 @@ from jaxgan.choices import ConfigError, choose_one, close_match
 from jaxgan.data import augment
 from jaxgan.data.datasets import SOURCES
 from jaxgan.losses import ClassificationLoss
-from jaxgan.models import DTYPES, GENERATORS, PRETRAINED_WIDTH, backbone, check_width
+from jaxgan.models import DTYPES, GENERATORS, backbone, check_width
 from jaxgan.state import FEATURE_EXTRACTORS
 
 __all__ = ["ConfigError", "check_config", "choose_one"]
@@ -261,19 +261,14 @@ def _check_combinations(config) -> None:
 
 
 def _check_pretrained(config) -> None:
-    """Converted ImageNet weights must be of model.name's backbone, at its width, and the
-    images normalised as those weights were trained."""
+    """Converted ImageNet weights must be of model.name's backbone, and the images normalised
+    as those weights were trained. (Their width is compared with model.width, shape by shape,
+    by `load_pretrained`; a converted file is not read here beyond its metadata.)"""
     from jaxgan.weights.pretrained import check_pretrained_arch
 
     model = config.model
     spec = backbone(model.name)
     _delegate(lambda: check_pretrained_arch(model.pretrained, model.name))
-    if spec.width_configurable and model.width != PRETRAINED_WIDTH:
-        raise ConfigError(
-            f"model.width={model.width} does not fit ImageNet weights (model.pretrained), which "
-            f"have width {PRETRAINED_WIDTH}; set --config.model.width={PRETRAINED_WIDTH} or "
-            "unset model.pretrained"
-        )
     if spec.normalization and config.data.normalization != spec.normalization:
         raise ConfigError(
             f"data.normalization={config.data.normalization!r} is not what {model.name}'s "

@@ -190,14 +190,9 @@ def test_pretrained_weights_must_be_of_the_configured_backbone(tmp_path):
     refused(config, "is not a converted checkpoint")
 
 
-def test_pretrained_weights_need_their_width_normalisation_and_a_backbone_that_has_them(
-    tmp_path,
-):
+def test_pretrained_weights_need_their_normalisation_and_a_backbone_that_has_them(tmp_path):
     config = get_config("coco", "resnet50")
     config.model.pretrained = converted(tmp_path, "resnet50")
-    config.model.width = 32
-    refused(config, "model.width=32 does not fit ImageNet weights")
-    config.model.width = 64
     config.data.normalization = "unit"
     refused(config, "data.normalization='unit'", "imagenet")
     small = get_config()

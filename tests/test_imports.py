@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 TF_FREE = [
+    "jaxgan.choices",
+    "jaxgan.command_line",
     "jaxgan.sampling",
     "jaxgan.losses",
     "jaxgan.state",

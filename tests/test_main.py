@@ -163,7 +163,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(trained, data_dir, 
     code, stdout, stderr = run(command(workdir, data_dir))
     assert code == 0, stderr[-3000:]
     resumed_at = int(stdout.split("resumed from the checkpoint at step ")[1].split()[0])
-    assert 8 <= resumed_at < 28
+    assert 8 <= resumed_at < 28, stdout[-1500:] + stderr[-1500:]
     uninterrupted = final_eval(trained[0])["eval"]
     assert final_eval(workdir)["eval"] == pytest.approx(uninterrupted, rel=1e-5, abs=1e-6)
 

@@ -183,6 +183,7 @@ def write_pretrained(path, arch_builder, image_size, seed):
 def test_pretrained_f_ext_is_the_pretrained_backbone(data_dir, tmp_path):
     config = tiny_config(data_dir)
     config.model.name = "resnet18"
+    config.data.normalization = "imagenet"  # what resnet18's ImageNet weights expect
     config.method.feature_extractor = "pretrained"
     config.model.pretrained = str(tmp_path / "weights")
     backbone = write_pretrained(config.model.pretrained, resnet18, 16, seed=7)
