@@ -65,6 +65,7 @@ RANGES = {
     "seed": Interval(0, 2**31 - 1),
     "model.width": Interval(1, 4096),
     "data.shuffle_buffer": AT_LEAST_1,
+    "data.device_prefetch": AT_LEAST_1,
     "data.private_threads": AT_LEAST_0,
     "method.asl.gamma_neg": AT_LEAST_0,
     "method.asl.gamma_pos": AT_LEAST_0,

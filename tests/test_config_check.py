@@ -119,6 +119,7 @@ def test_choose_one_lists_every_choice_and_suggests_only_near_ones():
         ("data.image_size", 0, 1),
         ("data.image_size", 4096, 2048),
         ("data.shuffle_buffer", 0, 1),
+        ("data.device_prefetch", 0, 1),
         ("data.num_parallel_calls", 0, -1),
         ("data.private_threads", -1, 0),
     ],
