@@ -125,3 +125,13 @@ def test_check_config_rejects_unknown_names():
         augment.check_config(data_config("random_crop"))
     with pytest.raises(ValueError, match="data.normalization"):
         augment.check_config(data_config(normalization="caffe"))
+
+
+@pytest.mark.parametrize("height,width", [(24, 24), (24, 40), (40, 24), (17, 31)])
+def test_resize_is_tf_resize_and_skips_only_an_image_already_at_the_size(height, width):
+    # The shortcut for an image already at the input size must return exactly what the
+    # resize returns, and no other shape may take it.
+    rng = np.random.default_rng(height * width)
+    image = tf.constant(rng.random((height, width, 3), dtype=np.float32))
+    expected = tf.image.resize(image, (24, 24), method="bilinear", antialias=True).numpy()
+    np.testing.assert_array_equal(augment._resize(image, 24).numpy(), expected)

@@ -204,3 +204,21 @@ def test_decode_image_reads_jpeg_png_and_grey_as_three_channels():
     np.testing.assert_array_equal(grey3, np.repeat(grey, 3, axis=-1))
     jpeg = input_pipeline.decode_image(tf.io.encode_jpeg(rgb, quality=100)).numpy()
     assert jpeg.shape == (16, 24, 3) and np.abs(jpeg.astype(int) - rgb).mean() < 3
+
+
+def test_records_parse_only_the_image_and_what_the_source_reads(source):
+    records, _ = input_pipeline._read(source, "train", shuffle_seed=None, shard=False)
+    assert set(records.element_spec) == {"image", *source.features}
+    assert records.element_spec["image"].dtype == tf.string  # left for `decode_image`
+
+
+def test_cocos_parsed_features_hold_what_its_labels_and_keep_read():
+    from jaxgan.data import coco
+
+    # COCO is never downloaded here: its feature dict comes with the builder's code.
+    features = coco.make_builder({"data_dir": None}).info.features
+    spec = tfds.decode.PartialDecoding({"image": True, **coco.FEATURES})
+    kept = spec.extract_features(features)
+    assert set(kept) == {"image", "objects"} and set(kept["objects"].feature) == {"label"}
+    example = {"objects": {"label": tf.constant([4, 4, 7], tf.int64)}}
+    assert bool(coco.keep(example)) and set(np.flatnonzero(coco.labels(example))) == {4, 7}

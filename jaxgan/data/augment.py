@@ -36,7 +36,15 @@ def normalize(image: tf.Tensor, normalization: str) -> tf.Tensor:
 
 
 def _resize(image: tf.Tensor, size: int) -> tf.Tensor:
-    return tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+    """Bilinear, antialiased; an image already `size` x `size` is returned as it is (what the
+    resize would return, without its CPU time: the embedded dataset's case)."""
+    shape = tf.shape(image)
+    resized = tf.cond(
+        tf.logical_and(shape[0] == size, shape[1] == size),
+        lambda: image,
+        lambda: tf.image.resize(image, (size, size), method="bilinear", antialias=True),
+    )
+    return tf.ensure_shape(resized, [size, size, image.shape[-1]])
 
 
 def patch_offset(position: tf.Tensor, side: tf.Tensor, full: int) -> tuple[tf.Tensor, tf.Tensor]:

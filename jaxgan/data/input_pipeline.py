@@ -47,7 +47,9 @@ def _read(source: Source, role: str, *, shuffle_seed: int | None, shard: bool):
     ds = source.builder.as_dataset(
         split=split,
         shuffle_files=shuffle_seed is not None,
-        decoders={"image": tfds.decode.SkipDecoding()},
+        decoders=tfds.decode.PartialDecoding(
+            {"image": True, **source.features}, decoders={"image": tfds.decode.SkipDecoding()}
+        ),
         read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed, try_autocache=False),
     )
 

@@ -37,6 +37,9 @@ NUM_LABELS = len(CLASS_NAMES)
 # The data.* fields this dataset reads besides the base config's, with their types.
 CONFIG_FIELDS = {"train_split": str, "validation_split": str, "test_split": str}
 TFDS_NAME = "coco/2014"
+# The stored features `keep` and `labels` read; the input pipeline parses only these and the
+# image from each record (not the boxes, areas, crowd flags and ids).
+FEATURES = {"objects": {"label": True}}
 
 
 def keep(example: dict) -> tf.Tensor:
@@ -85,4 +88,5 @@ def make_source(data_config) -> Source:
         class_names=CLASS_NAMES,
         labels=labels,
         keep=keep,
+        features=FEATURES,
     )
