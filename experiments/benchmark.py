@@ -29,7 +29,6 @@ import argparse
 import dataclasses
 import datetime
 import functools
-import json
 import os
 import platform
 import statistics
@@ -39,6 +38,7 @@ import time
 import jax
 import jax.numpy as jnp
 import optax
+from tables import write_results  # experiments/tables.py
 
 from jaxgan import parallel, steps, xla_options
 from jaxgan.base_config import get_base_config
@@ -505,11 +505,7 @@ def main(argv=None):
     table = markdown(result)
     print(table)
     if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out + ".json", "w") as f:
-            json.dump(result, f, indent=1)
-        with open(args.out + ".md", "w") as f:
-            f.write(table)
+        write_results(args.out, result, table)
     return result
 
 

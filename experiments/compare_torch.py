@@ -14,7 +14,6 @@ On a quiet machine the two scripts run one after the other give the official num
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import sys
@@ -22,6 +21,7 @@ import time
 
 import benchmark
 import torch_reference
+from tables import write_results  # experiments/tables.py
 
 STEP_NAMES = ("bce", "adversarial", "critic", "generator")
 
@@ -127,10 +127,7 @@ def main(argv=None):
     table = "\n".join(lines) + "\n"
     print(table)
     if args.out:
-        with open(args.out + ".json", "w") as f:
-            json.dump(result, f, indent=1)
-        with open(args.out + ".md", "w") as f:
-            f.write(table)
+        write_results(args.out, result, table)
 
 
 if __name__ == "__main__":

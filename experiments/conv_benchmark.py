@@ -13,7 +13,6 @@ everything the project's code around them does.
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import sys
@@ -23,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from tables import write_results  # experiments/tables.py
 
 from jaxgan import xla_options
 
@@ -184,10 +184,7 @@ def main(argv=None):
     )
     print(table)
     if args.out:
-        with open(args.out + ".json", "w") as f:
-            json.dump({"args": vars(args), "loads": loads, "times_ms": times}, f, indent=1)
-        with open(args.out + ".md", "w") as f:
-            f.write(table + "\n")
+        write_results(args.out, {"args": vars(args), "loads": loads, "times_ms": times}, table)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import os
 
 from absl import app, flags, logging
 from ml_collections import config_flags
-from tables import format_table  # experiments/tables.py
+from tables import COLUMNS, format_table  # experiments/tables.py
 
 from jaxgan import train
 from jaxgan.base_config import bce_only
@@ -38,18 +38,6 @@ _TAG = flags.DEFINE_string(
     "Names the adversarial runs' workdirs; the supervised baselines' are shared, so "
     "ablations (e.g. --tag=no_negatives --config.method.negative_sampling=false) reuse them.",
 )
-
-COLUMNS = {
-    "C-F1": "CF1",
-    "C-F1 (val. thr.)": "CF1_val_threshold",
-    "O-F1": "OF1",
-    "O-F1 (val. thr.)": "OF1_val_threshold",
-    "mAP": "mAP",
-    "C-P": "CP",
-    "C-R": "CR",
-    "labels/image": "labels_per_image",
-    "val. C-F1": "validation_CF1",
-}
 
 
 def arms(base, loss: str, tag: str) -> dict:

@@ -31,9 +31,9 @@ import os
 import shutil
 
 import numpy as np
+import tables  # experiments/tables.py
 from absl import app, flags, logging
 from ml_collections import config_flags
-from tables import format_table  # experiments/tables.py
 
 from jaxgan import evaluate, train
 from jaxgan import metrics as metrics_lib
@@ -52,21 +52,7 @@ _ONLY = flags.DEFINE_enum(
     "adversarial arm (screening several settings from one BCE phase in parallel processes).",
 )
 
-COLUMNS = {
-    "C-F1": "CF1",
-    "C-F1 (val. thr.)": "CF1_val_threshold",
-    "O-F1": "OF1",
-    "O-F1 (val. thr.)": "OF1_val_threshold",
-    "mAP": "mAP",
-    "C-P": "CP",
-    "C-R": "CR",
-    "labels/image": "labels_per_image",
-    "val. C-F1": "validation_CF1",
-    "val. mAP": "validation_mAP",
-    # CO-OCCURRENCE DISTANCE: when the label-dependency diagnostics of the evaluation work land
-    # (mean |P_pred(j|i) - P_true(j|i)| over label pairs), add their column here, e.g.
-    # "co-occ. dist.": "cooccurrence_distance", and fill that key in `finished_results`.
-}
+COLUMNS = {**tables.COLUMNS, "val. mAP": "validation_mAP"}
 RESULT_FILE = "paired_result.json"  # written into each run's workdir when it has finished
 # Fields that do not change what a run computes (only how often it reports or saves).
 _REPORTING = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints")
@@ -250,7 +236,7 @@ def main(argv):
     os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
     with open(_OUT.value + ".json", "w") as f:
         json.dump({"config": recorded(config), "results": results}, f, indent=1, default=str)
-    table = format_table(results, COLUMNS)
+    table = tables.format_table(results, COLUMNS)
     with open(_OUT.value + ".md", "w") as f:
         f.write(table + "\n")
     print(table)

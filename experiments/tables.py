@@ -1,6 +1,24 @@
-"""Markdown tables of results over seeds, shared by the experiment scripts."""
+"""Markdown tables of results over seeds, and the results files, shared by the experiment
+scripts."""
+
+import json
+import os
 
 import numpy as np
+
+# Table header -> result key: test metrics at 0.5 and at the validation-tuned threshold, then the
+# validation C-F1 (the only number used to choose settings).
+COLUMNS = {
+    "C-F1": "CF1",
+    "C-F1 (val. thr.)": "CF1_val_threshold",
+    "O-F1": "OF1",
+    "O-F1 (val. thr.)": "OF1_val_threshold",
+    "mAP": "mAP",
+    "C-P": "CP",
+    "C-R": "CR",
+    "labels/image": "labels_per_image",
+    "val. C-F1": "validation_CF1",
+}
 
 
 def format_table(results: dict, columns: dict) -> str:
@@ -17,3 +35,12 @@ def format_table(results: dict, columns: dict) -> str:
             cells.append(f"{values.mean():.2f} ± {values.std():.2f}")
         lines.append(f"| {name} (n={len(runs)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def write_results(out: str, result: dict, table: str) -> None:
+    """`<out>.json` (the numbers) and `<out>.md` (the table), creating the folder."""
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out + ".json", "w") as f:
+        json.dump(result, f, indent=1)
+    with open(out + ".md", "w") as f:
+        f.write(table if table.endswith("\n") else table + "\n")

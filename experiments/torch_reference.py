@@ -17,7 +17,6 @@ torch and torchvision are test extras, not runtime packages; this script is an e
 import argparse
 import copy
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -26,6 +25,7 @@ import time
 
 import torch
 import torchvision
+from tables import write_results  # experiments/tables.py
 from torch import nn
 
 MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg16", "inception_v3")
@@ -294,10 +294,7 @@ def main(argv=None):
     table = markdown(result)
     print(table)
     if args.out:
-        with open(args.out + ".json", "w") as f:
-            json.dump(result, f, indent=1)
-        with open(args.out + ".md", "w") as f:
-            f.write(table)
+        write_results(args.out, result, table)
     return result
 
 

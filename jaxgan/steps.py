@@ -122,7 +122,7 @@ def _critic(ctx: StepContext, d_params):
 
 def _nonfinite(network_bit: int, loss: jax.Array, grads) -> jax.Array:
     """`network_bit` when the loss or the gradients' global norm is not finite, else 0."""
-    finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
     return jnp.where(finite, 0, network_bit).astype(jnp.int32)
 
 

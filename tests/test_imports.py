@@ -50,6 +50,7 @@ def test_the_benchmark_imports_without_tensorflow():
     """experiments/benchmark.py runs on accelerator hosts that may lack TensorFlow."""
     code = (
         "import importlib.util, sys\n"
+        "sys.path.insert(0, 'experiments')\n"  # as `python experiments/benchmark.py` has it
         "spec = importlib.util.spec_from_file_location('benchmark', 'experiments/benchmark.py')\n"
         "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
         "bad = sorted(m for m in sys.modules if m.startswith('tensorflow'))\n"

@@ -60,11 +60,6 @@ def table(stdout):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
-@pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir):
     workdir = str(tmp_path_factory.mktemp("run"))
     code, stdout, stderr = run(command(workdir, data_dir))

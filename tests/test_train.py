@@ -4,7 +4,6 @@ from, where a resumed run picks up its data, and what stops a diverging run."""
 import itertools
 import json
 import os
-import runpy
 import shutil
 
 import chex
@@ -14,35 +13,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 import tensorflow as tf
+from tiny_run import ADVERSARIAL_STEPS, BCE_STEPS, tiny_config
 
 from jaxgan import pairs, train
 from jaxgan.data import input_pipeline
 from jaxgan.models.resnet import resnet18
 from jaxgan.weights.pretrained import METADATA_FILE, VARIABLES_DIR
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BCE_STEPS, ADVERSARIAL_STEPS = 2, 2
-
-
-def tiny_config(data_dir, **schedule):
-    config = runpy.run_path(os.path.join(ROOT, "configs", "digit_scenes.py"))["get_config"]()
-    config.data.builder_config = "small"
-    config.data.data_dir = data_dir
-    config.data.image_size = 16
-    config.model.width = 4
-    config.discriminator.update(embed_dim=8, hidden_dim=16, num_layers=2)
-    config.schedule.update(
-        batch_size=16,
-        eval_batch_size=64,
-        bce_steps=BCE_STEPS,
-        adversarial_steps=ADVERSARIAL_STEPS,
-        log_every=1,
-        eval_every=0,
-        checkpoint_every=1,
-        keep_checkpoints=100,
-    )
-    config.schedule.update(schedule)
-    return config
 
 
 def saved_state(config, workdir, step):
@@ -56,11 +32,6 @@ def saved_state(config, workdir, step):
 def copy_checkpoint(workdir, step, to):
     source = os.path.join(workdir, "checkpoints", str(step))
     shutil.copytree(source, os.path.join(to, "checkpoints", str(step)))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
 
 
 @pytest.fixture(scope="module")
