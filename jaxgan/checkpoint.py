@@ -29,6 +29,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from jaxgan.choices import MISSING, field_at
 from jaxgan.state import TrainState
 
 # The fields whose change makes an old checkpoint unusable, for training and evaluation alike.
@@ -62,12 +63,8 @@ class CheckpointError(ValueError):
 def _field(config, dotted: str):
     if dotted == "optim.optimizer":  # Adam and AdamW keep differently shaped states
         return "adamw" if config.optim.weight_decay else "adam"
-    node = config
-    for part in dotted.split("."):
-        if dotted in LATER_FIELDS and part not in node:
-            return LATER_FIELDS[dotted]
-        node = node[part]
-    return node
+    value = field_at(config, dotted)
+    return LATER_FIELDS[dotted] if value is MISSING else value  # KeyError for any other
 
 
 def metadata(config, class_names) -> dict:

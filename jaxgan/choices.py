@@ -1,11 +1,28 @@
-"""The one way a config value is refused: `ConfigError`, and `choose_one` for choice fields.
+"""The one way a config value is refused: `ConfigError`, and `choose_one` for choice fields;
+and `field_at`, the one lookup of a dotted config field.
 
-Kept free of other jaxgan imports so that every module owning a set of choices (models,
-datasets, augmentations, losses) can use it without import cycles.
+Kept free of other jaxgan imports (and of TensorFlow) so that every module owning a set of
+choices (models, datasets, augmentations, losses) and the command line can use it without
+import cycles.
 """
 
 import difflib
 from collections.abc import Iterable
+
+import ml_collections
+
+MISSING = object()  # `field_at`'s answer for a field the config does not have
+
+
+def field_at(config, dotted: str):
+    """The value of field `dotted` ('a.b.c') of a nested config, or `MISSING` where a part is
+    absent or a value stands where a section should."""
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            return MISSING
+        node = node[part]
+    return node
 
 
 class ConfigError(ValueError):

@@ -18,7 +18,7 @@ import traceback
 import ml_collections
 from absl import flags
 
-from jaxgan.choices import close_match
+from jaxgan.choices import MISSING, close_match, field_at
 
 USAGE = 2  # exit status of a command-line mistake, as argparse and absl use it
 MAX_CONFIG_FILE_BYTES = 1 << 20  # a config file is a short Python file
@@ -168,16 +168,6 @@ def _fields(config, prefix=""):
             yield from _fields(value, f"{prefix}{key}.")
 
 
-def _field(config, dotted: str):
-    """The value at `dotted`, or raises KeyError."""
-    node = config
-    for part in dotted.split("."):
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            raise KeyError(dotted)
-        node = node[part]
-    return node
-
-
 def _override_field(name: str) -> str | None:
     """'config.a.b' or 'noconfig.a.b' -> 'a.b'; None for other flags."""
     for prefix in ("config.", "noconfig."):
@@ -207,9 +197,8 @@ def prepare(argv: list[str], value_flags) -> list[str]:
         field = _override_field(name)
         if field is None or config is None:
             return False
-        try:
-            value = _field(config, field)
-        except KeyError:
+        value = field_at(config, field)
+        if value is MISSING:
             return False  # reported below, once joined
         if name.startswith("no"):  # --noconfig.FIELD sets a boolean to False, takes no value
             return False
@@ -220,14 +209,13 @@ def prepare(argv: list[str], value_flags) -> list[str]:
         field = _override_field(_name(token)) if _is_flag(token) else None
         if field is None:
             continue
-        try:
-            value = _field(config, field)
-        except KeyError:
+        value = field_at(config, field)
+        if value is MISSING:
             hint = close_match(field, _fields(config))
             raise UsageError(
                 f"unknown config field {field!r} (from {token}){hint}; the fields are those of "
                 f"{specs[-1].partition(':')[0]} (see jaxgan/base_config.py)"
-            ) from None
+            )
         if isinstance(value, ml_collections.ConfigDict):
             raise UsageError(
                 f"{token}: config.{field} is a section, not a field; set one of its fields, "

@@ -17,7 +17,7 @@ import ml_collections
 
 from jaxgan import checkpoint, parallel
 from jaxgan.base_config import get_base_config
-from jaxgan.choices import ConfigError, choose_one, close_match
+from jaxgan.choices import MISSING, ConfigError, choose_one, close_match, field_at
 from jaxgan.data import augment
 from jaxgan.data.datasets import SOURCES
 from jaxgan.losses import ClassificationLoss
@@ -138,18 +138,6 @@ def _leaves(node, prefix=""):
             yield path, value
 
 
-def _lookup(config, path: str):
-    node = config
-    for part in path.split("."):
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
-
-
-_MISSING = object()
-
-
 def _type_name(kind) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
 
@@ -197,7 +185,7 @@ def _check_fields(config, dataset) -> None:
             continue
         _check_type(path, value, types[path])
     base_paths = {path for path, _ in _leaves(get_base_config())}
-    missing = sorted(path for path in base_paths if _lookup(config, path) is _MISSING)
+    missing = sorted(path for path in base_paths if field_at(config, path) is MISSING)
     if missing:
         raise ConfigError(
             f"the config has no field {missing[0]!r} ({len(missing)} missing); build config "
@@ -215,8 +203,8 @@ def _check_choices(config) -> None:
 
 def _check_ranges(config) -> None:
     for path, interval in RANGES.items():
-        value = _lookup(config, path)
-        if value is not _MISSING and value not in interval:
+        value = field_at(config, path)
+        if value is not MISSING and value not in interval:
             raise ConfigError(f"{path}={value!r} is out of range: it must be {interval}")
     calls = config.data.num_parallel_calls
     if calls != -1 and calls < 1:
