@@ -18,6 +18,7 @@ def get_config(variant: str = ""):
     config.data.augment = "none"
     config.data.normalization = "unit"
     config.data.shuffle_buffer = 8_192
+    config.data.cache_decoded = True  # 8,000 images of 32 x 32: 23 MiB
     config.optim.g_learning_rate = 1e-3  # from scratch, not fine-tuning: a larger step
     config.schedule.batch_size = 64
     config.schedule.eval_batch_size = 256

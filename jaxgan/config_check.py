@@ -66,6 +66,7 @@ RANGES = {
     "model.width": Interval(1, 4096),
     "data.shuffle_buffer": AT_LEAST_1,
     "data.device_prefetch": AT_LEAST_1,
+    "data.cache_max_mib": AT_LEAST_1,
     "data.private_threads": AT_LEAST_0,
     "method.asl.gamma_neg": AT_LEAST_0,
     "method.asl.gamma_pos": AT_LEAST_0,

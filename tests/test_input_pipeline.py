@@ -1,8 +1,11 @@
 """The tf.data pipeline on the embedded dataset's small build."""
 
 import ast
+import dataclasses
 import importlib
 import os
+import shutil
+import types
 
 import ml_collections
 import numpy as np
@@ -29,6 +32,8 @@ def data_config(tmp_path_factory):
             "shuffle_buffer": 128,
             "num_parallel_calls": 2,
             "private_threads": 2,
+            "cache_decoded": False,
+            "cache_max_mib": 64,
         }
     )
 
@@ -121,6 +126,64 @@ def test_the_global_batch_does_not_depend_on_the_process_count(source, data_conf
             assert first["image"].shape[0] == BATCH // 2
             for key in one:
                 np.testing.assert_array_equal(one[key], np.concatenate([first[key], second[key]]))
+
+
+def _with(data_config, **fields):
+    return ml_collections.ConfigDict({**data_config.to_dict(), **fields})
+
+
+def test_the_decoded_cache_leaves_the_stream_as_it_is(source, data_config):
+    """Cached or not, the same batches (augmentation included), across two epoch boundaries
+    and from a resume position inside the second epoch."""
+    per_epoch = source.num_examples("train") // BATCH
+    cached = _with(data_config, cache_decoded=True)
+    for start, count in ((0, 2 * per_epoch + 2), (per_epoch + 3, 4)):
+        plain = input_pipeline.train_batches(source, data_config, BATCH, 5, start)
+        kept = input_pipeline.train_batches(source, cached, BATCH, 5, start)
+        for x, y in zip(take(plain, count), take(kept, count), strict=True):
+            np.testing.assert_array_equal(x["image"], y["image"])
+            np.testing.assert_array_equal(x["labels"], y["labels"])
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_after_the_first_epoch_the_cached_stream_reads_no_file(data_config, tmp_path, cache):
+    """Delete the dataset's files once the first epoch is read: the cached stream goes on (it
+    holds the split); the uncached one fails on its next epoch, which shows the test can."""
+    data_dir = tmp_path / "tfds"
+    shutil.copytree(data_config.data_dir, data_dir)
+    config = _with(data_config, data_dir=str(data_dir), cache_decoded=cache)
+    source = get_source(config)
+    per_epoch = source.num_examples("train") // BATCH
+    stream = input_pipeline.train_batches(source, config, BATCH, seed=0)
+    take(stream, per_epoch)
+    for record_file in data_dir.rglob("*.tfrecord*"):
+        record_file.unlink()
+    if cache:
+        assert len(take(stream, 2 * per_epoch)) == 2 * per_epoch
+    else:
+        with pytest.raises(tf.errors.NotFoundError):
+            take(stream, 2 * per_epoch)
+
+
+def test_a_cache_over_its_bound_or_of_unsized_images_is_refused(source, data_config):
+    mib = input_pipeline.decoded_train_mib(source)
+    # the small build's train images: 32 x 32 x 3 bytes and 10 float32 labels each
+    assert mib == pytest.approx(source.num_examples("train") * (32 * 32 * 3 + 40) / 2**20)
+    bounded = _with(data_config, cache_decoded=True, cache_max_mib=1)
+    input_pipeline.train_dataset(source, _with(bounded, cache_max_mib=2), BATCH, 0)
+    with pytest.raises(ValueError, match=r"1 MiB of decoded train images, over .*=1"):
+        input_pipeline.train_dataset(source, bounded, BATCH, 0)
+    unsized = dataclasses.replace(source, builder=_ImagesOfAnyShape(source.builder))
+    with pytest.raises(ValueError, match=r"one stored shape; .* \(None, None, 3\)"):
+        input_pipeline.decoded_train_mib(unsized)
+
+
+class _ImagesOfAnyShape:
+    """A builder whose info says its images have no fixed shape (COCO's, NUS-WIDE's)."""
+
+    def __init__(self, builder):
+        features = tfds.features.FeaturesDict({"image": tfds.features.Image(shape=(None, None, 3))})
+        self.info = types.SimpleNamespace(features=features, splits=builder.info.splits)
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_a_clear_error(source, data_config):

@@ -10,6 +10,7 @@ Images are decoded here and nowhere else (`decode_image`; TFDS is told to skip d
 """
 
 import itertools
+import math
 from collections.abc import Iterator
 
 import jax
@@ -85,6 +86,32 @@ def batches_per_epoch(source: Source, global_batch: int) -> int:
     return per_epoch
 
 
+def decoded_train_mib(source: Source) -> float:
+    """MiB the decoded train split takes in memory: uint8 images of the builder's fixed shape
+    and float32 label vectors. Raises ValueError where the images have no fixed shape."""
+    shape = source.builder.info.features["image"].shape
+    if None in shape:
+        raise ValueError(
+            f"data.cache_decoded needs images of one stored shape; this dataset's are {shape}: "
+            "set data.cache_decoded=False"
+        )
+    per_example = math.prod(shape) + 4 * source.num_labels
+    return source.num_examples("train") * per_example / 2**20
+
+
+def check_cache_fits(source: Source, max_mib: int) -> None:
+    mib = decoded_train_mib(source)
+    if mib > max_mib:
+        raise ValueError(
+            f"data.cache_decoded would hold {mib:,.0f} MiB of decoded train images, over "
+            f"data.cache_max_mib={max_mib}: raise the bound or set data.cache_decoded=False"
+        )
+
+
+def _decoded(example: dict) -> dict:
+    return example
+
+
 def train_dataset(
     source: Source,
     data_config,
@@ -101,6 +128,10 @@ def train_dataset(
     process p taking rows [p B / P, (p + 1) B / P). Every process reads the same records in
     the same order and decodes only its own rows, so the global batch (and every example's
     augmentation) is a function of (seed, position) alone, whatever the process count.
+
+    With `data.cache_decoded`, the split is decoded once, on its first pass, and kept in memory
+    (`check_cache_fits` bounds it by `data.cache_max_mib`): every process then decodes every
+    record once instead of its rows every epoch. The stream is the same either way.
 
     Epoch e is exactly `batches_per_epoch` global batches: the split's records (files in an
     order fixed by the seed) through a shuffle buffer of `data.shuffle_buffer` seeded by
@@ -122,6 +153,11 @@ def train_dataset(
     examples_per_epoch = per_epoch * global_batch
     first_epoch, skip = divmod(start_batch, per_epoch)
     records, decode = _read(source, "train", shuffle_seed=seed * EPOCH_SEED_STRIDE, shard=False)
+    if data_config.cache_decoded:
+        # Every epoch after the first reads decoded examples from memory, in the same order.
+        check_cache_fits(source, data_config.cache_max_mib)
+        records = records.map(decode, num_parallel_calls=data_config.num_parallel_calls).cache()
+        decode = _decoded
 
     def epoch_records(epoch):
         epoch_seed = tf.constant(seed, tf.int64) * EPOCH_SEED_STRIDE + epoch
