@@ -60,7 +60,9 @@ class CheckpointError(ValueError):
     """A checkpoint problem the user can act on; the message is one line."""
 
 
-def _field(config, dotted: str):
+def recorded_field(config, dotted: str):
+    """A resume field of `config`, a recorded one included: a field added later
+    (`LATER_FIELDS`) reads as the value configs recorded before it imply."""
     if dotted == "optim.optimizer":  # Adam and AdamW keep differently shaped states
         return "adamw" if config.optim.weight_decay else "adam"
     value = field_at(config, dotted)
@@ -80,7 +82,7 @@ def metadata(config, class_names) -> dict:
             "image_size": config.data.image_size,
             "normalization": config.data.normalization,
         },
-        "resume": {name: _field(config, name) for name in RESUME_FIELDS},
+        "resume": {name: recorded_field(config, name) for name in RESUME_FIELDS},
         "config": json.loads(config.to_json_best_effort()),
     }
 

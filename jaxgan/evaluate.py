@@ -22,7 +22,7 @@ import numpy as np
 
 from jaxgan import metrics as metrics_lib
 from jaxgan import parallel, xla_options
-from jaxgan.checkpoint import Checkpointer, CheckpointError, metadata
+from jaxgan.checkpoint import Checkpointer, CheckpointError, metadata, recorded_field
 from jaxgan.models import create_generator
 
 # The train-state fields G's evaluation variables are restored from (see `eval_variables`):
@@ -41,9 +41,9 @@ def eval_variables(state) -> dict:
 
 
 def uses_ema(config) -> bool:
-    """Whether a run of `config` keeps (and evaluates) G's moving average. Configs recorded
-    before EMA existed have no `model.ema_decay`: off."""
-    return float(config.model.get("ema_decay", 0.0)) > 0
+    """Whether a run of `config` keeps (and evaluates) G's moving average (configs recorded
+    before EMA existed: off, `checkpoint.LATER_FIELDS`)."""
+    return float(recorded_field(config, "model.ema_decay")) > 0
 
 
 def probabilities(variables: dict, images: jax.Array, generator) -> jax.Array:
