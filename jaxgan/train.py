@@ -149,7 +149,7 @@ def step_batches(config, source, step: int) -> Iterator[tuple[str, tuple]]:
             yield "adversarial", (critic, generator)
 
 
-def _to_devices(run, item):
+def to_devices(run, item):
     """(phase, host batches) -> (phase, global arrays laid out as the compiled step wants)."""
     phase, batches = item
     if phase == "supervised":
@@ -250,7 +250,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     report, nonfinite, in_adversarial_phase = None, [], False
     batches = parallel.DevicePrefetch(
         step_batches(config, run.source, step),
-        lambda item: _to_devices(run, item),
+        lambda item: to_devices(run, item),
         config.data.device_prefetch,
     )
     try:
