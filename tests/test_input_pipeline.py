@@ -47,6 +47,10 @@ def take(iterator, n):
     return [next(iterator) for _ in range(n)]
 
 
+def _with(data_config, **fields):
+    return ml_collections.ConfigDict({**data_config.to_dict(), **fields})
+
+
 def test_train_batches_shapes_and_values(source, data_config):
     batch = next(input_pipeline.train_batches(source, data_config, BATCH, seed=0))
     assert batch["image"].shape == (BATCH, 24, 24, 3) and batch["image"].dtype == np.float32
@@ -100,7 +104,7 @@ def test_each_epoch_is_the_split_once_across_the_boundary(source, data_config):
     """Without augmentation an example is its pixels: each epoch of the one continuous stream
     must hold every train example exactly once (the small build has no remainder), the
     second in another order; nothing skipped or repeated where one epoch meets the next."""
-    plain = ml_collections.ConfigDict({**data_config.to_dict(), "augment": "none"})
+    plain = _with(data_config, augment="none")
     per_epoch = source.num_examples("train") // BATCH
     stream = input_pipeline.train_batches(source, plain, BATCH, seed=2)
     epochs = [_fingerprints(take(stream, per_epoch)) for _ in range(2)]
@@ -126,10 +130,6 @@ def test_the_global_batch_does_not_depend_on_the_process_count(source, data_conf
             assert first["image"].shape[0] == BATCH // 2
             for key in one:
                 np.testing.assert_array_equal(one[key], np.concatenate([first[key], second[key]]))
-
-
-def _with(data_config, **fields):
-    return ml_collections.ConfigDict({**data_config.to_dict(), **fields})
 
 
 def test_the_decoded_cache_leaves_the_stream_as_it_is(source, data_config):
@@ -209,7 +209,7 @@ def test_too_large_a_batch_is_a_clear_error(source, data_config):
 
 
 def test_unknown_dataset_is_a_clear_error(data_config):
-    bad = ml_collections.ConfigDict({**data_config.to_dict(), "name": "imagenet"})
+    bad = _with(data_config, name="imagenet")
     with pytest.raises(ValueError, match="unknown data.name 'imagenet'"):
         get_source(bad)
 

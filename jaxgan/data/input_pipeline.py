@@ -100,6 +100,7 @@ def decoded_train_mib(source: Source) -> float:
 
 
 def check_cache_fits(source: Source, max_mib: int) -> None:
+    """Refuses (ValueError, one line) a decoded train split larger than `max_mib`."""
     mib = decoded_train_mib(source)
     if mib > max_mib:
         raise ValueError(
@@ -108,7 +109,7 @@ def check_cache_fits(source: Source, max_mib: int) -> None:
         )
 
 
-def _decoded(example: dict) -> dict:
+def _already_decoded(example: dict) -> dict:
     return example
 
 
@@ -157,7 +158,7 @@ def train_dataset(
         # Every epoch after the first reads decoded examples from memory, in the same order.
         check_cache_fits(source, data_config.cache_max_mib)
         records = records.map(decode, num_parallel_calls=data_config.num_parallel_calls).cache()
-        decode = _decoded
+        decode = _already_decoded
 
     def epoch_records(epoch):
         epoch_seed = tf.constant(seed, tf.int64) * EPOCH_SEED_STRIDE + epoch
