@@ -132,15 +132,18 @@ def test_the_global_batch_does_not_depend_on_the_process_count(source, data_conf
                 np.testing.assert_array_equal(one[key], np.concatenate([first[key], second[key]]))
 
 
-def test_the_decoded_cache_leaves_the_stream_as_it_is(source, data_config):
-    """Cached or not, the same batches (augmentation included), across two epoch boundaries
-    and from a resume position inside the second epoch."""
+@pytest.mark.parametrize("augmentation", ["paper", "none"])
+def test_the_decoded_cache_leaves_the_stream_as_it_is(source, data_config, augmentation):
+    """Cached or not, the same batches, across two epoch boundaries and from a resume position
+    inside the second epoch: with augmentation (decoded images cached, augmented each epoch)
+    and without (the model inputs themselves cached)."""
     per_epoch = source.num_examples("train") // BATCH
-    cached = _with(data_config, cache_decoded=True)
+    plain = _with(data_config, augment=augmentation)
+    cached = _with(plain, cache_decoded=True)
     for start, count in ((0, 2 * per_epoch + 2), (per_epoch + 3, 4)):
-        plain = input_pipeline.train_batches(source, data_config, BATCH, 5, start)
-        kept = input_pipeline.train_batches(source, cached, BATCH, 5, start)
-        for x, y in zip(take(plain, count), take(kept, count), strict=True):
+        a = input_pipeline.train_batches(source, plain, BATCH, 5, start)
+        b = input_pipeline.train_batches(source, cached, BATCH, 5, start)
+        for x, y in zip(take(a, count), take(b, count), strict=True):
             np.testing.assert_array_equal(x["image"], y["image"])
             np.testing.assert_array_equal(x["labels"], y["labels"])
 
@@ -166,16 +169,23 @@ def test_after_the_first_epoch_the_cached_stream_reads_no_file(data_config, tmp_
 
 
 def test_a_cache_over_its_bound_or_of_unsized_images_is_refused(source, data_config):
-    mib = input_pipeline.decoded_train_mib(source)
-    # the small build's train images: 32 x 32 x 3 bytes and 10 float32 labels each
-    assert mib == pytest.approx(source.num_examples("train") * (32 * 32 * 3 + 40) / 2**20)
+    labels_bytes, n = 4 * 10, source.num_examples("train")
+    # Augmented: the small build's decoded images, 32 x 32 x 3 bytes; not: 24 x 24 x 3 floats.
+    assert input_pipeline.cached_train_mib(source, data_config) == pytest.approx(
+        n * (32 * 32 * 3 + labels_bytes) / 2**20
+    )
+    plain = _with(data_config, augment="none")
+    assert input_pipeline.cached_train_mib(source, plain) == pytest.approx(
+        n * (24 * 24 * 3 * 4 + labels_bytes) / 2**20
+    )
     bounded = _with(data_config, cache_decoded=True, cache_max_mib=1)
     input_pipeline.train_dataset(source, _with(bounded, cache_max_mib=2), BATCH, 0)
-    with pytest.raises(ValueError, match=r"1 MiB of decoded train images, over .*=1"):
+    with pytest.raises(ValueError, match=r"1 MiB of train images, over .*=1"):
         input_pipeline.train_dataset(source, bounded, BATCH, 0)
     unsized = dataclasses.replace(source, builder=_ImagesOfAnyShape(source.builder))
     with pytest.raises(ValueError, match=r"one stored shape; .* \(None, None, 3\)"):
-        input_pipeline.decoded_train_mib(unsized)
+        input_pipeline.cached_train_mib(unsized, data_config)
+    input_pipeline.cached_train_mib(unsized, plain)  # model inputs have the config's shape
 
 
 class _ImagesOfAnyShape:

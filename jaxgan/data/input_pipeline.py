@@ -86,26 +86,32 @@ def batches_per_epoch(source: Source, global_batch: int) -> int:
     return per_epoch
 
 
-def decoded_train_mib(source: Source) -> float:
-    """MiB the decoded train split takes in memory: uint8 images of the builder's fixed shape
-    and float32 label vectors. Raises ValueError where the images have no fixed shape."""
-    shape = source.builder.info.features["image"].shape
-    if None in shape:
-        raise ValueError(
-            f"data.cache_decoded needs images of one stored shape; this dataset's are {shape}: "
-            "set data.cache_decoded=False"
-        )
-    per_example = math.prod(shape) + 4 * source.num_labels
-    return source.num_examples("train") * per_example / 2**20
+def cached_train_mib(source: Source, data_config) -> float:
+    """MiB the train split takes in memory under `data.cache_decoded`: per example, its float32
+    label vector and, with `data.augment="none"`, its model input (float32 [S, S, 3], a
+    function of the image alone), else its decoded image (uint8, of the builder's one stored
+    shape). Raises ValueError where that shape is not fixed."""
+    if data_config.augment == "none":
+        image_bytes = 4 * 3 * data_config.image_size**2
+    else:
+        shape = source.builder.info.features["image"].shape
+        if None in shape:
+            raise ValueError(
+                f"data.cache_decoded with data.augment={data_config.augment!r} needs images of "
+                f"one stored shape; this dataset's are {shape}: set data.cache_decoded=False"
+            )
+        image_bytes = math.prod(shape)
+    return source.num_examples("train") * (image_bytes + 4 * source.num_labels) / 2**20
 
 
-def check_cache_fits(source: Source, max_mib: int) -> None:
-    """Refuses (ValueError, one line) a decoded train split larger than `max_mib`."""
-    mib = decoded_train_mib(source)
-    if mib > max_mib:
+def check_cache_fits(source: Source, data_config) -> None:
+    """Refuses (ValueError, one line) a cached train split larger than `data.cache_max_mib`."""
+    mib = cached_train_mib(source, data_config)
+    if mib > data_config.cache_max_mib:
         raise ValueError(
-            f"data.cache_decoded would hold {mib:,.0f} MiB of decoded train images, over "
-            f"data.cache_max_mib={max_mib}: raise the bound or set data.cache_decoded=False"
+            f"data.cache_decoded would hold {mib:,.0f} MiB of train images, over "
+            f"data.cache_max_mib={data_config.cache_max_mib}: raise the bound or set "
+            "data.cache_decoded=False"
         )
 
 
@@ -132,7 +138,9 @@ def train_dataset(
 
     With `data.cache_decoded`, the split is decoded once, on its first pass, and kept in memory
     (`check_cache_fits` bounds it by `data.cache_max_mib`): every process then decodes every
-    record once instead of its rows every epoch. The stream is the same either way.
+    record once instead of its rows every epoch. Without augmentation the model inputs
+    themselves are kept (`preprocess_train` with augment="none" is `preprocess_eval`: it draws
+    nothing). The stream is the same either way.
 
     Epoch e is exactly `batches_per_epoch` global batches: the split's records (files in an
     order fixed by the seed) through a shuffle buffer of `data.shuffle_buffer` seeded by
@@ -154,10 +162,21 @@ def train_dataset(
     examples_per_epoch = per_epoch * global_batch
     first_epoch, skip = divmod(start_batch, per_epoch)
     records, decode = _read(source, "train", shuffle_seed=seed * EPOCH_SEED_STRIDE, shard=False)
+    # Cached model inputs (augment="none") leave nothing to do per example and epoch.
+    inputs_cached = data_config.cache_decoded and data_config.augment == "none"
     if data_config.cache_decoded:
-        # Every epoch after the first reads decoded examples from memory, in the same order.
-        check_cache_fits(source, data_config.cache_max_mib)
-        records = records.map(decode, num_parallel_calls=data_config.num_parallel_calls).cache()
+        # Every epoch after the first reads its examples from memory, in the same order.
+        check_cache_fits(source, data_config)
+        records = records.map(decode, num_parallel_calls=data_config.num_parallel_calls)
+        if inputs_cached:
+            records = records.map(
+                lambda example: {
+                    "image": augment.preprocess_eval(example["image"], data_config),
+                    "labels": example["labels"],
+                },
+                num_parallel_calls=data_config.num_parallel_calls,
+            )
+        records = records.cache()
         decode = _already_decoded
 
     def epoch_records(epoch):
@@ -170,6 +189,8 @@ def train_dataset(
         ds = ds.skip(tf.where(epoch == first_epoch, tf.constant(skip * global_batch, tf.int64), 0))
         # This process's rows of every global batch; the others are never decoded here.
         ds = ds.filter(lambda position, _: (position % global_batch) // local == index)
+        if inputs_cached:
+            return ds.map(lambda position, example: example)
         return ds.map(lambda position, example: (epoch, position, example))
 
     def preprocess(epoch, position, example):
@@ -179,7 +200,8 @@ def train_dataset(
         return {"image": image, "labels": example["labels"]}
 
     ds = tf.data.Dataset.counter(first_epoch).flat_map(epoch_records)
-    ds = ds.map(preprocess, num_parallel_calls=data_config.num_parallel_calls)
+    if not inputs_cached:
+        ds = ds.map(preprocess, num_parallel_calls=data_config.num_parallel_calls)
     ds = ds.batch(local, drop_remainder=True)
     return ds.prefetch(2).with_options(_options(data_config))
 
