@@ -37,8 +37,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.num_parallel_calls = -1  # tf.data.AUTOTUNE
     c.data.private_threads = 0  # tf.data private thread pool size; 0 = tf.data's default
     c.data.device_prefetch = 2  # steps whose batches are on the devices before they run
-    # Decode the train split once and keep it in memory (small splits of fixed-shape images,
-    # e.g. the embedded dataset: the input's CPU time per batch halves); at most this many MiB.
+    # Decode the train split once and keep it in memory, at most cache_max_mib of it: the model
+    # inputs with augment="none", else the decoded images (which need one stored shape).
     c.data.cache_decoded = False
     c.data.cache_max_mib = 4_096
 

@@ -164,18 +164,17 @@ def train_dataset(
     records, decode = _read(source, "train", shuffle_seed=seed * EPOCH_SEED_STRIDE, shard=False)
     # Cached model inputs (augment="none") leave nothing to do per example and epoch.
     inputs_cached = data_config.cache_decoded and data_config.augment == "none"
+
+    def model_input(example):  # preprocess_train's with augment="none", which draws nothing
+        image = augment.preprocess_eval(example["image"], data_config)
+        return {"image": image, "labels": example["labels"]}
+
     if data_config.cache_decoded:
         # Every epoch after the first reads its examples from memory, in the same order.
         check_cache_fits(source, data_config)
         records = records.map(decode, num_parallel_calls=data_config.num_parallel_calls)
         if inputs_cached:
-            records = records.map(
-                lambda example: {
-                    "image": augment.preprocess_eval(example["image"], data_config),
-                    "labels": example["labels"],
-                },
-                num_parallel_calls=data_config.num_parallel_calls,
-            )
+            records = records.map(model_input, num_parallel_calls=data_config.num_parallel_calls)
         records = records.cache()
         decode = _already_decoded
 
