@@ -119,6 +119,14 @@ def _already_decoded(example: dict) -> dict:
     return example
 
 
+def _eval_input(example: dict, data_config) -> dict:
+    """A decoded example -> the model's input without augmentation (resize, normalisation)."""
+    return {
+        "image": augment.preprocess_eval(example["image"], data_config),
+        "labels": example["labels"],
+    }
+
+
 def train_dataset(
     source: Source,
     data_config,
@@ -162,19 +170,16 @@ def train_dataset(
     examples_per_epoch = per_epoch * global_batch
     first_epoch, skip = divmod(start_batch, per_epoch)
     records, decode = _read(source, "train", shuffle_seed=seed * EPOCH_SEED_STRIDE, shard=False)
-    # Cached model inputs (augment="none") leave nothing to do per example and epoch.
+    # Cached model inputs (augment="none": preprocess_train then draws nothing and equals
+    # preprocess_eval) leave nothing to do per example and epoch.
     inputs_cached = data_config.cache_decoded and data_config.augment == "none"
-
-    def model_input(example):  # preprocess_train's with augment="none", which draws nothing
-        image = augment.preprocess_eval(example["image"], data_config)
-        return {"image": image, "labels": example["labels"]}
-
     if data_config.cache_decoded:
         # Every epoch after the first reads its examples from memory, in the same order.
         check_cache_fits(source, data_config)
-        records = records.map(decode, num_parallel_calls=data_config.num_parallel_calls)
+        calls = data_config.num_parallel_calls
+        records = records.map(decode, num_parallel_calls=calls)
         if inputs_cached:
-            records = records.map(model_input, num_parallel_calls=data_config.num_parallel_calls)
+            records = records.map(lambda example: _eval_input(example, data_config), calls)
         records = records.cache()
         decode = _already_decoded
 
@@ -247,9 +252,7 @@ def eval_batches(source: Source, data_config, role: str, batch_size: int) -> Ite
     ds, decode = _read(source, role, shuffle_seed=None, shard=True)
 
     def preprocess(example):
-        example = decode(example)
-        image = augment.preprocess_eval(example["image"], data_config)
-        return {"image": image, "labels": example["labels"]}
+        return _eval_input(decode(example), data_config)
 
     ds = ds.map(preprocess, num_parallel_calls=data_config.num_parallel_calls)
     ds = ds.batch(batch_size).prefetch(2).with_options(_options(data_config))
