@@ -40,11 +40,12 @@ def timed_window(step_fn, state, inputs, count: int):
 
 
 def measure(run, phase: str, window: int, windows: int) -> dict:
-    config, step_fn = run.config, {"supervised": run.supervised_step}.get(phase)
-    if step_fn is None:
-        step_fn = run.adversarial_step
+    config = run.config
+    if phase == "supervised":
+        step_fn, start = run.supervised_step, 0
+    else:
+        step_fn, start = run.adversarial_step, config.schedule.bce_steps
         run.state = train.take_feature_extractor_if_due(run.state, run.mesh)
-    start = 0 if phase == "supervised" else config.schedule.bce_steps
     stream = parallel.DevicePrefetch(
         train.step_batches(config, run.source, start),
         lambda item: train.to_devices(run, item),
