@@ -11,6 +11,7 @@ here too: feature width and the input size of the ImageNet weights.
 
 import json
 import re
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -153,7 +154,7 @@ def case(request, tmp_path_factory):
     num_params = sum(
         p.numel() for key, p in model.named_parameters() if not key.startswith("AuxLogits.")
     )
-    return {
+    yield {
         "arch": arch,
         "size": size,
         "folder": folder,
@@ -164,6 +165,7 @@ def case(request, tmp_path_factory):
         "num_params": num_params,
         "torch_model": model if arch == "inception_v3" else None,
     }
+    shutil.rmtree(folder)  # up to 2 GB per architecture: one at a time on disk
 
 
 def test_converted_pth_and_safetensors_reproduce_torchvision(case, capsys):
