@@ -1,18 +1,23 @@
-"""One convolution's forward + backward in XLA:CPU against PyTorch eager, layer by layer.
+"""Each convolution of ResNet-18 in XLA:CPU against PyTorch eager, part by part, and the same
+work as a plain matrix product.
 
-Every convolution of a torchvision ResNet at the given input size and batch, alone: JAX
-(`lax.conv_general_dilated` in NHWC/HWIO as jaxgan's layers call it, jitted, gradients with
-respect to input and kernel as the training step needs them; the stem's input gradient is not
-needed and not taken) against torch's `conv2d` forward + backward on the same shapes (NCHW,
-torch's default). Rounds alternate the two so both see the same load; each cell is the median
-over rounds of the mean time per call. This separates what XLA:CPU's convolutions cost from
-everything the project's code around them does.
+Every convolution of a torchvision ResNet-18 at the given input size and batch, alone, split
+into the three computations a training step makes of it: the forward, the input's gradient
+(not taken for the stem: the step needs no gradient of the image) and the kernel's gradient.
+JAX runs `lax.conv_general_dilated` in NHWC/HWIO as jaxgan's layers call it, each part jitted
+on its own with the project's compiler options; torch runs `conv2d` and the two backward
+functions its autograd calls, in NCHW. A fourth column times the forward's FLOPs as one
+matrix product (`jnp.dot` against `torch.mm`) and one large product closes the table: where
+even the plain GEMM is slower in XLA, the gap is in XLA:CPU's kernels, not in how the project
+calls them. Rounds alternate the two libraries so both see the same load; each cell is the
+median over rounds of the mean time per call.
 
     python experiments/conv_benchmark.py --image_size=112 --batch_size=16 --rounds=5
 """
 
 import argparse
 import datetime
+import functools
 import os
 import statistics
 import sys
@@ -55,8 +60,40 @@ def feature_sides(image_size):
     return sides
 
 
-def jax_conv_step(shape, dtype, compiler_options):
+PARTS = ("forward", "input grad", "kernel grad", "GEMM")
+BIG_GEMM = 2048
+
+
+def _gemm_of(shape):
+    """The forward convolution as one matrix product, (batch x output pixels, window) @ (window,
+    out channels): the same FLOPs with no convolution code involved."""
     n, side, cin, cout, k, stride, pad, _ = shape
+    out_side = _out(side, k, stride, pad)
+    return n * out_side * out_side, k * k * cin, cout
+
+
+def _blocking(f, *args):
+    jax.block_until_ready(f(*args))  # compile and run once
+    return lambda: jax.block_until_ready(f(*args))
+
+
+def jax_gemm(gemm, dtype, compiler_options):
+    m, depth, cols = gemm
+    rng = np.random.RandomState(0)
+    a, b = (jnp.asarray(rng.randn(*s), dtype) for s in ((m, depth), (depth, cols)))
+    return _blocking(jax.jit(jnp.dot, compiler_options=compiler_options or None), a, b)
+
+
+def torch_gemm(gemm, dtype):
+    m, depth, cols = gemm
+    a, b = torch.randn(m, depth, dtype=dtype), torch.randn(depth, cols, dtype=dtype)
+    return lambda: torch.mm(a, b)
+
+
+def jax_conv_parts(shape, dtype, compiler_options):
+    """Part name -> a call of the jitted part that blocks until its result is ready."""
+    n, side, cin, cout, k, stride, pad, _ = shape
+    out_side = _out(side, k, stride, pad)
 
     def conv(x, w):
         return jax.lax.conv_general_dilated(
@@ -67,38 +104,37 @@ def jax_conv_step(shape, dtype, compiler_options):
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
 
-    def loss(x, w, g):
-        return jnp.sum(conv(x, w) * g)
-
-    argnums = (1,) if cin == 3 else (0, 1)
-    # value_and_grad: the forward's output is computed too (the gradients alone do not need it
-    # for a linear op, and XLA would drop it), as torch computes it.
-    grad = jax.jit(
-        jax.value_and_grad(loss, argnums=argnums), compiler_options=compiler_options or None
-    )
     rng = np.random.RandomState(0)
     x = jnp.asarray(rng.randn(n, side, side, cin), dtype)
     w = jnp.asarray(rng.randn(k, k, cin, cout) * 0.05, dtype)
-    out_side = _out(side, k, stride, pad)
     g = jnp.asarray(rng.randn(n, out_side, out_side, cout), dtype)
-    jax.block_until_ready(grad(x, w, g))
-    return lambda: jax.block_until_ready(grad(x, w, g))
+    jit = functools.partial(jax.jit, compiler_options=compiler_options or None)
+    return {
+        "forward": _blocking(jit(conv), x, w),
+        "input grad": _blocking(jit(lambda w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0]), w, g),
+        "kernel grad": _blocking(jit(lambda x, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0]), x, g),
+        "GEMM": jax_gemm(_gemm_of(shape), dtype, compiler_options),
+    }
 
 
-def torch_conv_step(shape, dtype):
+def torch_conv_parts(shape, dtype):
+    """The same parts in torch: what autograd calls for conv2d's backward, one gradient each."""
     n, side, cin, cout, k, stride, pad, _ = shape
-    tdtype = torch.float32 if dtype == "float32" else torch.bfloat16
-    x = torch.randn(n, cin, side, side, dtype=tdtype, requires_grad=cin != 3)
-    w = torch.randn(cout, cin, k, k, dtype=tdtype).mul_(0.05).requires_grad_(True)
     out_side = _out(side, k, stride, pad)
-    g = torch.randn(n, cout, out_side, out_side, dtype=tdtype)
+    x = torch.randn(n, cin, side, side, dtype=dtype)
+    w = torch.randn(cout, cin, k, k, dtype=dtype).mul_(0.05)
+    g = torch.randn(n, cout, out_side, out_side, dtype=dtype)
+    grad = torch.nn.grad
+    return {
+        "forward": lambda: torch.nn.functional.conv2d(x, w, stride=stride, padding=pad),
+        "input grad": lambda: grad.conv2d_input(x.shape, w, g, stride=stride, padding=pad),
+        "kernel grad": lambda: grad.conv2d_weight(x, w.shape, g, stride=stride, padding=pad),
+        "GEMM": torch_gemm(_gemm_of(shape), dtype),
+    }
 
-    def step():
-        x.grad = w.grad = None
-        torch.nn.functional.conv2d(x, w, stride=stride, padding=pad).backward(g)
 
-    step()
-    return step
+def _versus(jax_ms, torch_ms):
+    return f"{jax_ms:.0f} / {torch_ms:.0f} ({torch_ms / jax_ms:.2f}×)"
 
 
 def mean_time(call, iters, clock=time.perf_counter):
@@ -136,55 +172,90 @@ def main(argv=None):
     ]
     names = [c[0] for c in RESNET18_CONVS]
     jdtype = jnp.float32 if args.dtype == "float32" else jnp.bfloat16
+    tdtype = torch.float32 if args.dtype == "float32" else torch.bfloat16
     options = xla_options.compiler_options("cpu") if args.xla_options == "project" else {}
     clock = time.perf_counter if args.clock == "wall" else time.process_time
-    steps = [(jax_conv_step(s, jdtype, options), torch_conv_step(s, args.dtype)) for s in shapes]
+    libs = {"jax": [], "torch": []}
+    for shape in shapes:
+        libs["jax"].append(jax_conv_parts(shape, jdtype, options))
+        libs["torch"].append(torch_conv_parts(shape, tdtype))
     loads = [os.getloadavg()[0]]
-    times = {name: {"jax": [], "torch": []} for name in names}
+    times = {name: {lib: {p: [] for p in PARTS} for lib in libs} for name in names}
     for _ in range(args.rounds):
-        for name, (jax_step, torch_step) in zip(names, steps, strict=True):
-            times[name]["jax"].append(mean_time(jax_step, args.iters, clock) * 1e3)
-            times[name]["torch"].append(mean_time(torch_step, args.iters, clock) * 1e3)
+        for i, name in enumerate(names):
+            for part in PARTS:
+                for lib, calls in libs.items():
+                    times[name][lib][part].append(
+                        mean_time(calls[i][part], args.iters, clock) * 1e3
+                    )
         loads.append(os.getloadavg()[0])
-    rows, total_jax, total_torch = [], 0.0, 0.0
+    big_calls = {
+        "jax": jax_gemm((BIG_GEMM,) * 3, jdtype, options),
+        "torch": torch_gemm((BIG_GEMM,) * 3, tdtype),
+    }
+    big = {
+        lib: 2 * BIG_GEMM**3 / 1e9 / statistics.median(mean_time(call, 1, clock) for _ in range(5))
+        for lib, call in big_calls.items()
+    }
+    medians = {
+        name: {
+            lib: {p: statistics.median(t) for p, t in by_part.items()} for lib, by_part in d.items()
+        }
+        for name, d in times.items()
+    }
+    totals = {lib: dict.fromkeys(PARTS[:3], 0.0) for lib in libs}
+    rows = []
     for name, shape in zip(names, shapes, strict=True):
-        n, side, cin, cout, k, stride, pad, count = shape
-        out_side = _out(side, k, stride, pad)
-        macs = n * out_side * out_side * cout * cin * k * k
-        gflop = 2 * macs * (2 if cin == 3 else 3) / 1e9  # fwd + weight grad (+ input grad)
-        t_jax = statistics.median(times[name]["jax"])
-        t_torch = statistics.median(times[name]["torch"])
-        total_jax += count * t_jax
-        total_torch += count * t_torch
+        _, side, cin, cout, *_, count = shape
+        out_side = _out(side, *shape[4:7])
+        m, depth, cols = _gemm_of(shape)
+        jx, tc = medians[name]["jax"], medians[name]["torch"]
+        cells = []
+        for part in PARTS[:3]:
+            if part == "input grad" and cin == 3:  # the step needs no gradient of the image
+                cells.append("—")
+                continue
+            for lib in libs:
+                totals[lib][part] += count * medians[name][lib][part]
+            cells.append(f"{jx[part]:.1f} / {tc[part]:.1f}")
+        gflop = 2 * m * depth * cols / 1e9
+        cells.append(f"{gflop / jx['GEMM'] * 1e3:.0f} / {gflop / tc['GEMM'] * 1e3:.0f}")
         rows.append(
-            f"| {name} | {side}→{out_side}, {cin}→{cout} | {count} | {gflop:.2f} | "
-            f"{t_jax:.1f} | {t_torch:.1f} | {t_torch / t_jax:.2f}× | {gflop / t_jax * 1e3:.0f} | "
-            f"{gflop / t_torch * 1e3:.0f} |"
+            f"| {name} | {side}→{out_side}, {cin}→{cout} | {count} | " + " | ".join(cells) + " |"
         )
+    total_cells = [_versus(totals["jax"][p], totals["torch"][p]) for p in PARTS[:3]]
+    all_jax, all_torch = sum(totals["jax"].values()), sum(totals["torch"].values())
     table = "\n".join(
         [
             "`python experiments/conv_benchmark.py " + " ".join(sys.argv[1:]) + "`",
             "",
             f"ResNet-18's convolutions at {args.image_size} px, batch {args.batch_size}, "
-            f"{args.dtype}, forward + backward; jax {jax.__version__}, torch "
+            f"{args.dtype}, each part alone; jax {jax.__version__}, torch "
             f"{torch.__version__} ({torch.get_num_threads()} threads), {os.cpu_count()} cores; "
             f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}; median of "
             f"{args.rounds} alternating rounds of {args.iters} calls, {args.clock} clock; XLA "
             f"options {options or 'none'}; 1-minute load average "
-            f"{min(loads):.1f}-{max(loads):.1f}.",
+            f"{min(loads):.1f}-{max(loads):.1f}. Cells: XLA / torch.",
             "",
-            "| conv | side, channels | per net | GFLOP | XLA ms | torch ms "
-            "| XLA speed ÷ torch's | XLA GFLOP/s | torch GFLOP/s |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| conv | side, channels | per net | forward ms | input grad ms | kernel grad ms "
+            "| its forward as one GEMM, GFLOP/s |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
             *rows,
+            "| all (times the count) | | | " + " | ".join(total_cells) + " | |",
             "",
-            f"All of ResNet-18's convolutions (each times its count): XLA {total_jax:.0f} ms, "
-            f"torch {total_torch:.0f} ms ({total_torch / total_jax:.2f}×).",
+            f"All of ResNet-18's convolution work in a training step: XLA {all_jax:.0f} ms, "
+            f"torch {all_torch:.0f} ms (XLA at {all_torch / all_jax:.2f}× torch's speed).",
+            f"One large GEMM alone ({BIG_GEMM}³): XLA {big['jax']:.0f} GFLOP/s, torch "
+            f"{big['torch']:.0f} GFLOP/s.",
         ]
     )
     print(table)
     if args.out:
-        write_results(args.out, {"args": vars(args), "loads": loads, "times_ms": times}, table)
+        write_results(
+            args.out,
+            {"args": vars(args), "loads": loads, "times_ms": times, "big_gemm_gflops": big},
+            table,
+        )
 
 
 if __name__ == "__main__":
