@@ -138,6 +138,12 @@ def _versus(jax_ms, torch_ms):
 
 
 def mean_time(call, iters, clock=time.perf_counter):
+    """Mean time of `iters` calls after a pause and one untimed call. Both libraries' worker
+    threads spin for milliseconds after their last task (libgomp's default spin count, Eigen's
+    pool): a call of a few milliseconds right after the other library's would share the cores
+    with those spinning threads. The pause lets them sleep; the untimed call warms the caches."""
+    time.sleep(0.05)
+    call()
     start = clock()
     for _ in range(iters):
         call()
