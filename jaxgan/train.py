@@ -128,14 +128,21 @@ def step_batches(config, source, step: int) -> Iterator[tuple[str, tuple]]:
     """The host batches of every step from `step` on, as (phase, batches) with the batches
     the phase's compiled step takes: (batch,) supervised, (critic, generator) adversarial.
 
-    One tf.data stream per phase, started at `batches_consumed`; the adversarial phase's
-    updates are assembled by the pipeline (`input_pipeline.group_updates`)."""
+    One tf.data stream per phase, started at `batches_consumed`, both on the same records (so
+    a cached split is decoded and held once); the adversarial phase's updates are assembled by
+    the pipeline (`input_pipeline.group_updates`)."""
     schedule, method = config.schedule, config.method
     total = schedule.bce_steps + schedule.adversarial_steps
+    records = input_pipeline.train_records(source, config.data, config.seed)
 
     def stream(at):
         return input_pipeline.train_dataset(
-            source, config.data, schedule.batch_size, config.seed, batches_consumed(config, at)
+            source,
+            config.data,
+            schedule.batch_size,
+            config.seed,
+            batches_consumed(config, at),
+            records=records,
         )
 
     if step < schedule.bce_steps:

@@ -135,6 +135,34 @@ def test_an_update_reads_the_batches_the_resume_position_counts(negative_samplin
         np.testing.assert_array_equal(generator["image"], first + per_update - 1)
 
 
+def test_both_phases_read_one_cached_copy_of_the_split(data_dir, tmp_path):
+    """With data.cache_decoded (the embedded config's setting) the supervised phase's full
+    pass keeps the split in memory and the adversarial phase reads that copy: with the
+    dataset's files deleted at the phase boundary it goes on, with the updates a run resumed
+    there reads from the files. A phase building its own copy would read the deleted files."""
+    copy = tmp_path / "tfds"
+    shutil.copytree(data_dir, copy)
+    config = tiny_config(str(copy))
+    assert config.data.cache_decoded
+    source = train.get_source(config.data)
+    batch_size = config.schedule.batch_size
+    per_epoch = input_pipeline.batches_per_epoch(source, batch_size)
+    config.schedule.bce_steps = per_epoch  # one full pass fills the cache
+    resumed = list(train.step_batches(config, source, per_epoch))
+    assert [phase for phase, _ in resumed] == ["adversarial"] * ADVERSARIAL_STEPS
+    stream = train.step_batches(config, source, 0)
+    supervised = [next(stream) for _ in range(per_epoch)]
+    alone = itertools.islice(
+        input_pipeline.train_batches(source, config.data, batch_size, config.seed), per_epoch
+    )
+    for (phase, (batch,)), expected in zip(supervised, alone, strict=True):
+        assert phase == "supervised"
+        chex.assert_trees_all_equal(batch, expected)
+    for record_file in copy.rglob("*.tfrecord*"):
+        record_file.unlink()
+    chex.assert_trees_all_equal(list(stream), resumed)
+
+
 def write_pretrained(path, arch_builder, image_size, seed):
     """A converted checkpoint directory, as `python -m jaxgan.convert` writes one."""
     variables = arch_builder(num_labels=1000, width=4).init(

@@ -11,7 +11,8 @@ Images are decoded here and nowhere else (`decode_image`; TFDS is told to skip d
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -127,6 +128,36 @@ def _eval_input(example: dict, data_config) -> dict:
     }
 
 
+class TrainRecords(NamedTuple):
+    """The train split as `train_dataset` reads it: `records` in the file order of the seed;
+    `decode` what is left to do to a record before augmentation; `inputs_cached` when the
+    records are the model inputs themselves."""
+
+    records: tf.data.Dataset
+    decode: Callable[[dict], dict]
+    inputs_cached: bool
+
+
+def train_records(source: Source, data_config, seed: int) -> TrainRecords:
+    """The train split's records for `train_dataset`. With `data.cache_decoded` they are decoded
+    on their first full pass and kept in memory (`check_cache_fits` bounds them by
+    `data.cache_max_mib`), and every pipeline built on the same `TrainRecords` reads that one
+    copy: build them once per run, so that the adversarial phase's stream does not decode the
+    split a second time nor hold a second copy. Without augmentation the model inputs
+    themselves are kept (`preprocess_train` with augment="none" is `preprocess_eval`: it draws
+    nothing), leaving nothing to do per example and epoch."""
+    records, decode = _read(source, "train", shuffle_seed=seed * EPOCH_SEED_STRIDE, shard=False)
+    if not data_config.cache_decoded:
+        return TrainRecords(records, decode, inputs_cached=False)
+    check_cache_fits(source, data_config)
+    calls = data_config.num_parallel_calls
+    records = records.map(decode, num_parallel_calls=calls)
+    inputs_cached = data_config.augment == "none"
+    if inputs_cached:
+        records = records.map(lambda example: _eval_input(example, data_config), calls)
+    return TrainRecords(records.cache(), _already_decoded, inputs_cached)
+
+
 def train_dataset(
     source: Source,
     data_config,
@@ -134,6 +165,7 @@ def train_dataset(
     seed: int,
     start_batch: int = 0,
     process: tuple[int, int] | None = None,
+    records: TrainRecords | None = None,
 ) -> tf.data.Dataset:
     """The endless training stream from global batch `start_batch` on, as one tf.data pipeline
     (epochs follow each other inside it: nothing is rebuilt at an epoch boundary).
@@ -145,10 +177,8 @@ def train_dataset(
     augmentation) is a function of (seed, position) alone, whatever the process count.
 
     With `data.cache_decoded`, the split is decoded once, on its first pass, and kept in memory
-    (`check_cache_fits` bounds it by `data.cache_max_mib`): every process then decodes every
-    record once instead of its rows every epoch. Without augmentation the model inputs
-    themselves are kept (`preprocess_train` with augment="none" is `preprocess_eval`: it draws
-    nothing). The stream is the same either way.
+    (`train_records`): every process then decodes every record once instead of its rows every
+    epoch. The stream is the same either way.
 
     Epoch e is exactly `batches_per_epoch` global batches: the split's records (files in an
     order fixed by the seed) through a shuffle buffer of `data.shuffle_buffer` seeded by
@@ -156,7 +186,9 @@ def train_dataset(
     up with the first records of its own order. Resuming at `start_batch` starts in its epoch
     and skips records before they are decoded.
 
-    `process`: (index, count), by default jax's (tests pass others).
+    `process`: (index, count), by default jax's (tests pass others). `records`: from
+    `train_records(source, data_config, seed)`, shared with the run's other streams; built here
+    if not given.
     """
     augment.check_config(data_config)
     index, count = process if process is not None else (jax.process_index(), jax.process_count())
@@ -169,19 +201,9 @@ def train_dataset(
     per_epoch = batches_per_epoch(source, global_batch)
     examples_per_epoch = per_epoch * global_batch
     first_epoch, skip = divmod(start_batch, per_epoch)
-    records, decode = _read(source, "train", shuffle_seed=seed * EPOCH_SEED_STRIDE, shard=False)
-    # Cached model inputs (augment="none": preprocess_train then draws nothing and equals
-    # preprocess_eval) leave nothing to do per example and epoch.
-    inputs_cached = data_config.cache_decoded and data_config.augment == "none"
-    if data_config.cache_decoded:
-        # Every epoch after the first reads its examples from memory, in the same order.
-        check_cache_fits(source, data_config)
-        calls = data_config.num_parallel_calls
-        records = records.map(decode, num_parallel_calls=calls)
-        if inputs_cached:
-            records = records.map(lambda example: _eval_input(example, data_config), calls)
-        records = records.cache()
-        decode = _already_decoded
+    if records is None:
+        records = train_records(source, data_config, seed)
+    records, decode, inputs_cached = records
 
     def epoch_records(epoch):
         epoch_seed = tf.constant(seed, tf.int64) * EPOCH_SEED_STRIDE + epoch
