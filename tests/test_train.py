@@ -17,6 +17,7 @@ from tiny_run import ADVERSARIAL_STEPS, BCE_STEPS, tiny_config
 
 from jaxgan import pairs, train
 from jaxgan.data import input_pipeline
+from jaxgan.data.datasets import get_source
 from jaxgan.models.resnet import resnet18
 from jaxgan.weights.pretrained import METADATA_FILE, VARIABLES_DIR
 
@@ -144,7 +145,7 @@ def test_both_phases_read_one_cached_copy_of_the_split(data_dir, tmp_path):
     shutil.copytree(data_dir, copy)
     config = tiny_config(str(copy))
     assert config.data.cache_decoded
-    source = train.get_source(config.data)
+    source = get_source(config.data)
     batch_size = config.schedule.batch_size
     per_epoch = input_pipeline.batches_per_epoch(source, batch_size)
     config.schedule.bce_steps = per_epoch  # one full pass fills the cache

@@ -203,11 +203,11 @@ def train_dataset(
     first_epoch, skip = divmod(start_batch, per_epoch)
     if records is None:
         records = train_records(source, data_config, seed)
-    records, decode, inputs_cached = records
+    split, decode, inputs_cached = records
 
     def epoch_records(epoch):
         epoch_seed = tf.constant(seed, tf.int64) * EPOCH_SEED_STRIDE + epoch
-        shuffled = records.shuffle(
+        shuffled = split.shuffle(
             data_config.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False
         )
         ds = shuffled.repeat().take(examples_per_epoch).enumerate()
