@@ -10,9 +10,10 @@ functions its autograd calls, in NCHW. A fourth column times the forward's FLOPs
 matrix product (`jnp.dot` against `torch.mm`) and one large product closes the table: where
 even the plain GEMM is slower in XLA, the gap is in XLA:CPU's kernels, not in how the project
 calls them. Rounds alternate the two libraries so both see the same load; each cell is the
-median over rounds of the mean time per call.
+median over rounds of the mean time per call, each timed block after a pause and an untimed
+call (`mean_time`).
 
-    python experiments/conv_benchmark.py --image_size=112 --batch_size=16 --rounds=5
+    python experiments/conv_benchmark.py --image_size=112 --batch_size=16 --rounds=7 --iters=3
 """
 
 import argparse
