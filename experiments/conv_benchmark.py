@@ -61,7 +61,8 @@ def feature_sides(image_size):
     return sides
 
 
-PARTS = ("forward", "input grad", "kernel grad", "GEMM")
+CONV_PARTS = ("forward", "input grad", "kernel grad")  # what a training step computes
+PARTS = (*CONV_PARTS, "GEMM")
 BIG_GEMM = 2048
 
 
@@ -210,7 +211,7 @@ def main(argv=None):
         }
         for name, d in times.items()
     }
-    totals = {lib: dict.fromkeys(PARTS[:3], 0.0) for lib in libs}
+    totals = {lib: dict.fromkeys(CONV_PARTS, 0.0) for lib in libs}
     rows = []
     for name, shape in zip(names, shapes, strict=True):
         _, side, cin, cout, *_, count = shape
@@ -218,7 +219,7 @@ def main(argv=None):
         m, depth, cols = _gemm_of(shape)
         jx, tc = medians[name]["jax"], medians[name]["torch"]
         cells = []
-        for part in PARTS[:3]:
+        for part in CONV_PARTS:
             if part == "input grad" and cin == 3:  # the step needs no gradient of the image
                 cells.append("—")
                 continue
@@ -230,7 +231,7 @@ def main(argv=None):
         rows.append(
             f"| {name} | {side}→{out_side}, {cin}→{cout} | {count} | " + " | ".join(cells) + " |"
         )
-    total_cells = [_versus(totals["jax"][p], totals["torch"][p]) for p in PARTS[:3]]
+    total_cells = [_versus(totals["jax"][p], totals["torch"][p]) for p in CONV_PARTS]
     all_jax, all_torch = sum(totals["jax"].values()), sum(totals["torch"].values())
     table = "\n".join(
         [
