@@ -31,6 +31,7 @@ import datetime
 import functools
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -40,7 +41,7 @@ import jax.numpy as jnp
 import optax
 from tables import write_results  # experiments/tables.py
 
-from jaxgan import parallel, steps, xla_options
+from jaxgan import cpu_runtime, parallel, steps, xla_options
 from jaxgan.base_config import get_base_config
 from jaxgan.compiled import compile_steps
 from jaxgan.models import DTYPES, GENERATORS, create_generator
@@ -115,6 +116,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=("project", "none"),
         help="project: the compiler options training uses (jaxgan/xla_options.py); none: XLA's",
     )
+    parser.add_argument(
+        "--cpu_runtime",
+        default="project",
+        choices=("project", "jax"),
+        help="project: steps keep their buffers between calls on a CPU, as training runs them "
+        "(jaxgan/cpu_runtime.py); jax: JAX's and glibc's defaults",
+    )
     parser.add_argument("--out", default="", help="write <out>.json and <out>.md")
     args = parser.parse_args(argv)
     check_args(args, parser)
@@ -137,15 +145,23 @@ def check_args(args, parser) -> None:
         parser.error(f"--steps has {sorted(unknown)}; choose from {list(STEP_NAMES)}")
     if args.chip not in ("auto", "none", *PEAK_TFLOPS):
         parser.error(f"--chip={args.chip} is unknown; choose auto, none or {sorted(PEAK_TFLOPS)}")
+
+
+def devices_for(args) -> list:
+    """The devices to run on, or one actionable line. Not in check_args: counting devices
+    starts JAX's backends, which `cpu_runtime.configure` must precede."""
     available = jax.device_count()
     count = args.num_devices or available
     if count > available:
-        parser.error(
-            f"--num_devices={count} but {available} device(s) are visible; on a CPU set "
+        raise SystemExit(
+            f"error: --num_devices={count} but {available} device(s) are visible; on a CPU set "
             f"XLA_FLAGS=--xla_force_host_platform_device_count={count}"
         )
     if args.batch_size % count:
-        parser.error(f"--batch_size={args.batch_size} must be a multiple of the {count} devices")
+        raise SystemExit(
+            f"error: --batch_size={args.batch_size} must be a multiple of the {count} devices"
+        )
+    return jax.devices()[:count]
 
 
 def benchmark_config(args):
@@ -220,7 +236,7 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.config = config = benchmark_config(args)
-        devices = jax.devices()[: args.num_devices or jax.device_count()]
+        devices = devices_for(args)
         self.mesh = parallel.create_mesh(devices)
         generator = create_generator(config.model, args.num_labels)
         discriminator = create_discriminator(config)
@@ -339,15 +355,23 @@ def device_peak_bytes(devices) -> int | None:
     return max(peaks) if peaks else None
 
 
-def time_calls(call, iters: int, warmup: int) -> list[float]:
+def time_calls(call, iters: int, warmup: int) -> tuple[list[float], dict]:
+    """Each timed call's wall time, and the host's page faults and system CPU per call (on a
+    CPU, what allocating the step's buffers costs the kernel)."""
     for _ in range(warmup):
         call()
     times = []
+    before = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(iters):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    return times
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    host = {
+        "page_faults_per_call": (after.ru_minflt - before.ru_minflt) / iters,
+        "system_cpu_ms_per_call": (after.ru_stime - before.ru_stime) / iters * 1e3,
+    }
+    return times, host
 
 
 def peak_tflops(args, device_kind: str) -> tuple[float | None, str]:
@@ -406,9 +430,10 @@ def run(args) -> dict:
             continue
         step = bench.compile(name)
         if args.compile_only:
-            times = [float("nan")]
+            times, host = [float("nan")], {}
         else:
-            times = time_calls(functools.partial(bench.call, step), args.iters, args.warmup)
+            call = functools.partial(bench.call, step)
+            times, host = time_calls(call, args.iters, args.warmup)
         median = statistics.median(times)
         flops = step.flops_per_device
         xla_flops = flops
@@ -430,6 +455,7 @@ def run(args) -> dict:
             "utilisation": achieved / (peak * 1e12) if achieved and peak else None,
             "xla_memory_mib_per_device": _mib(step.memory_bytes),
             "device_peak_mib": _mib(device_peak_bytes(devices)),
+            **host,
         }
         print(f"{name}: {median * 1e3:.1f} ms (compile {step.compile_s:.1f} s)", flush=True)
     result = {
@@ -474,11 +500,12 @@ def markdown(result: dict) -> str:
         f"{env['date']}; 1-minute load average {load['start']:.1f} at the start, "
         f"{load['end']:.1f} at the end; median of {args['iters']} calls after "
         f"{args['warmup']} untimed; peak {_fmt(result['peak_tflops_per_device'], '.0f')} "
-        f"TFLOP/s per device ({result['peak_source']}).",
+        f"TFLOP/s per device ({result['peak_source']}); CPU runtime: {args['cpu_runtime']}.",
         "",
         "| step | images/step | ms | images/s | compile s | GFLOP/step | TFLOP/s/device "
-        "| utilisation | XLA memory MiB/device | device peak MiB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| utilisation | XLA memory MiB/device | device peak MiB | host page faults/call "
+        "| host system CPU ms/call |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, row in result["steps"].items():
         lines.append(
@@ -487,7 +514,9 @@ def markdown(result: dict) -> str:
             f"| {row['gflop_per_step']:.1f} | {_fmt(row['tflops_per_s_per_device'], '.3f')} "
             f"| {_fmt(row['utilisation'], '.1%')} "
             f"| {_fmt(row['xla_memory_mib_per_device'], '.0f')} "
-            f"| {_fmt(row['device_peak_mib'], '.0f')} |"
+            f"| {_fmt(row['device_peak_mib'], '.0f')} "
+            f"| {_fmt(row.get('page_faults_per_call'), '.0f')} "
+            f"| {_fmt(row.get('system_cpu_ms_per_call'), '.0f')} |"
         )
     ratio = result.get("adversarial_over_bce")
     if ratio:
@@ -501,6 +530,8 @@ def markdown(result: dict) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.cpu_runtime == "project":
+        cpu_runtime.configure()
     result = run(args)
     table = markdown(result)
     print(table)

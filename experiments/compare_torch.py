@@ -21,7 +21,10 @@ import time
 
 import benchmark
 import torch_reference
+from conv_benchmark import mean_time
 from tables import write_results  # experiments/tables.py
+
+from jaxgan import cpu_runtime
 
 STEP_NAMES = ("bce", "adversarial", "critic", "generator")
 
@@ -43,15 +46,14 @@ def parse_args(argv=None):
         help="process: CPU seconds of this process (robust to other jobs when pinned to one "
         "core, e.g. `taskset -c 1`; counts spinning threads otherwise)",
     )
+    parser.add_argument(
+        "--cpu_runtime",
+        default="project",
+        choices=("project", "jax"),
+        help="as benchmark.py's (the setting is the process's: PyTorch runs under it too)",
+    )
     parser.add_argument("--out", default="")
     return parser.parse_args(argv)
-
-
-def mean_time(call, iters, clock):
-    start = clock()
-    for _ in range(iters):
-        call()
-    return (clock() - start) / iters
 
 
 def main(argv=None):
@@ -65,6 +67,8 @@ def main(argv=None):
         f"--num_labels={args.num_labels}",
         f"--steps={args.steps}",
     ]
+    if args.cpu_runtime == "project":
+        cpu_runtime.configure()
     jax_args = benchmark.parse_args(shared)
     torch_args = torch_reference.parse_args(shared)
     load = [os.getloadavg()[0]]
@@ -112,6 +116,7 @@ def main(argv=None):
         f"{args.model} at {args.image_size} px, batch {args.batch_size}, {args.dtype}; "
         f"{result['host_processor']}, {result['host_cpu_cores']} cores; {result['date']}; "
         f"{args.rounds} rounds of {args.iters} calls per side, {args.clock} clock; "
+        f"CPU runtime: {args.cpu_runtime}; "
         f"{torch_reference.torch.get_num_threads()} PyTorch threads; 1-minute load average "
         f"{min(load):.1f}-{max(load):.1f}.",
         "",
