@@ -27,6 +27,11 @@ M_MMAP_MAX = -4
 GLIBC_SETTINGS = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
 
 
+def glibc() -> bool:
+    """Whether the C library is glibc, whose settings these are."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 def configure() -> bool:
     """Call before anything runs on JAX (the CPU client reads its dispatch mode when it is
     created). True when the steps will run on the CPU with both settings in place."""
@@ -35,7 +40,7 @@ def configure() -> bool:
     jax.config.update("jax_cpu_enable_async_dispatch", False)
     if jax.default_backend() != "cpu":
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not glibc():
         return False
     mallopt = ctypes.CDLL(None).mallopt
     return all(mallopt(param, value) == 1 for param, value in GLIBC_SETTINGS)

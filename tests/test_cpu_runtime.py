@@ -2,7 +2,7 @@
 next instead of being mapped and faulted in afresh at every call."""
 
 import json
-import platform
+import os
 import subprocess
 import sys
 
@@ -11,16 +11,13 @@ import pytest
 
 from jaxgan import cpu_runtime
 
-pytestmark = pytest.mark.skipif(
-    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-    reason="the settings are glibc's",
-)
+pytestmark = pytest.mark.skipif(not cpu_runtime.glibc(), reason="the settings are glibc's")
 
 # A training-step-like function (its state donated) whose first matrix product (8192 x 4096
 # float32: 128 MiB, 32,768 pages) is a temporary buffer: the page faults of each call after
 # three warm-up calls, in a fresh process (the settings must precede JAX's backends).
 PROBE = """
-import functools, json, resource, sys
+import functools, json, resource, statistics, sys
 import jax, jax.numpy as jnp
 from jaxgan import cpu_runtime
 configured = cpu_runtime.configure() if sys.argv[1] == "configure" else None
@@ -35,15 +32,24 @@ for _ in range(10):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     state = jax.block_until_ready(step(state, w))
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(json.dumps({"configured": configured, "median_faults_per_call": sorted(faults[3:])[3]}))
+median = statistics.median(faults[3:])
+print(json.dumps({"configured": configured, "median_faults_per_call": median}))
 """
 BUFFER_PAGES = 8192 * 4096 * 4 // 4096
 
 
 def _probe(mode: str) -> dict:
-    env = {"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"}
+    """Runs PROBE on this checkout's code (from the repository root), on one CPU device."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", PROBE, mode],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
