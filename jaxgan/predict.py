@@ -71,21 +71,31 @@ def expand_paths(specs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def _prepared(files, data_config, num_threads: int = 4) -> Iterator[tuple[str, object]]:
-    """(path, image or BadImage) in order; files are read and prepared in a thread pool, a
-    bounded window at a time."""
+    """(path, image or BadImage) in order. A thread pool reads and checks the files (PIL, a
+    bounded window at a time); TensorFlow's decode and resize run on the calling thread (see
+    `image_input`: eager ops from several threads at once can crash TensorFlow)."""
+    from jaxgan.data import image_input
 
-    from jaxgan.data.image_input import ImageFileError, eval_input
-
-    def load(path):
+    def read(path):
         try:
-            return path, eval_input(path, data_config)
-        except ImageFileError as error:
-            return path, BadImage(error.reason)
+            return image_input.read_file(path)
+        except image_input.ImageFileError as error:
+            return BadImage(error.reason)
+
+    def prepare(path, encoded):
+        if isinstance(encoded, BadImage):
+            return encoded
+        try:
+            return image_input.prepare_eval(path, encoded, data_config)
+        except image_input.ImageFileError as error:
+            return BadImage(error.reason)
 
     window = 4 * num_threads
     with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
         for start in range(0, len(files), window):
-            yield from pool.map(load, files[start : start + window])
+            chunk = files[start : start + window]
+            for path, encoded in zip(chunk, pool.map(read, chunk), strict=True):
+                yield path, prepare(path, encoded)
 
 
 def predict_files(classifier, specs: list[str], threshold: str = "configured", report=None):

@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import runpy
+import threading
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from jaxgan import diagnose, evaluate, predict, train
-from jaxgan.data import input_pipeline
+from jaxgan.data import augment, input_pipeline
 from jaxgan.data.datasets import get_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,6 +110,28 @@ def test_predict_gives_the_evaluation_paths_probabilities(saved):
     assert [os.path.basename(f) for f in files] == saved["order"] and not skipped
     np.testing.assert_allclose(probabilities, eval_scores, rtol=0, atol=1e-6)
     assert np.ptp(probabilities, axis=0).max() > 1e-4  # the images do get different scores
+
+
+def test_tensorflow_ops_run_on_the_calling_thread_only(saved, monkeypatch):
+    """Files are read by a thread pool, but TensorFlow eager ops from several threads at once
+    can crash it (see `image_input`), so decoding and resizing stay on the caller's thread."""
+    threads = []
+
+    def on_this_thread(function):
+        def recorded(*args, **kwargs):
+            threads.append(threading.get_ident())
+            return function(*args, **kwargs)
+
+        return recorded
+
+    monkeypatch.setattr(input_pipeline, "decode_image", on_this_thread(input_pipeline.decode_image))
+    monkeypatch.setattr(augment, "preprocess_eval", on_this_thread(augment.preprocess_eval))
+    classifier = evaluate.load_classifier(saved["workdir"])
+    files, _, _, skipped = predict.predict_files(
+        classifier, [str(saved["images"] / name) for name in TEST_FILES]
+    )
+    assert len(files) == len(TEST_FILES) and not skipped
+    assert len(threads) == 2 * len(files) and set(threads) == {threading.get_ident()}
 
 
 def test_bad_files_are_reported_in_one_line_and_skipped(saved, tmp_path):

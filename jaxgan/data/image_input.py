@@ -13,6 +13,11 @@ dataset goes through on its way into an evaluation batch:
 So a model sees the same array for a file whether it sat in a dataset's test split or is
 given to it for prediction. A file that cannot be used raises `ImageFileError`, one line that
 names the file and the reason.
+
+Step 1 (`read_file`) is Python and PIL only and may run in worker threads; steps 2-3
+(`prepare_eval`) are TensorFlow eager ops, to be run from one thread at a time: four threads
+running them at once ended in a segmentation fault inside TensorFlow (about once in 200
+prediction runs on a loaded machine).
 """
 
 import os
@@ -31,7 +36,8 @@ class ImageFileError(ValueError):
         self.reason = reason
 
 
-def _encoded(path) -> bytes:
+def read_file(path) -> bytes:
+    """Step 1: the file's checked bytes, in the build's storage encoding."""
     try:
         return image_files.read_image(os.fspath(path))
     except image_files.BadImage as e:
@@ -47,12 +53,16 @@ def _decode(path, encoded: bytes) -> tf.Tensor:
 
 def load_image(path) -> np.ndarray:
     """The image at `path` as the pipeline decodes it: uint8 [H, W, 3] (downscaled if large)."""
-    return _decode(path, _encoded(path)).numpy()
+    return _decode(path, read_file(path)).numpy()
+
+
+def prepare_eval(path, encoded: bytes, data_config) -> np.ndarray:
+    """Steps 2-3 on `read_file(path)`'s bytes (`path` only names the file in errors)."""
+    augment.check_config(data_config)
+    return augment.preprocess_eval(_decode(path, encoded), data_config).numpy()
 
 
 def eval_input(path, data_config) -> np.ndarray:
     """The image at `path` as an evaluation batch row: float32 [S, S, 3], S = data.image_size,
     normalised by `data.normalization`. Stack rows to make a batch."""
-    augment.check_config(data_config)
-    image = _decode(path, _encoded(path))
-    return augment.preprocess_eval(image, data_config).numpy()
+    return prepare_eval(path, read_file(path), data_config)
