@@ -9,8 +9,7 @@ page faults and ~75 ms of system CPU per BCE step there). Two settings stop that
   glibc maps any block over 64 MB afresh whatever it is told;
 - glibc's malloc neither maps large blocks (M_MMAP_MAX 0) nor trims the heap's top
   (M_TRIM_THRESHOLD), so a freed buffer stays in the heap for the next call.
-Measured in `experiments/speed.md`. The benchmarks call it; the main command does not yet:
-one test run of `--mode=predict` with it ended in a segmentation fault not yet explained.
+Measured in `experiments/speed.md`. The main command and the benchmarks call it.
 GPUs and TPUs keep their buffers in device memory: nothing changes there but the CPU
 client's dispatch, which their steps do not use.
 """
