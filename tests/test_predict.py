@@ -117,15 +117,17 @@ def test_tensorflow_ops_run_on_the_calling_thread_only(saved, monkeypatch):
     can crash it (see `image_input`), so decoding and resizing stay on the caller's thread."""
     threads = []
 
-    def on_this_thread(function):
+    def thread_recorded(function):
         def recorded(*args, **kwargs):
             threads.append(threading.get_ident())
             return function(*args, **kwargs)
 
         return recorded
 
-    monkeypatch.setattr(input_pipeline, "decode_image", on_this_thread(input_pipeline.decode_image))
-    monkeypatch.setattr(augment, "preprocess_eval", on_this_thread(augment.preprocess_eval))
+    monkeypatch.setattr(
+        input_pipeline, "decode_image", thread_recorded(input_pipeline.decode_image)
+    )
+    monkeypatch.setattr(augment, "preprocess_eval", thread_recorded(augment.preprocess_eval))
     classifier = evaluate.load_classifier(saved["workdir"])
     files, _, _, skipped = predict.predict_files(
         classifier, [str(saved["images"] / name) for name in TEST_FILES]
