@@ -130,7 +130,10 @@ def step_batches(config, source, step: int) -> Iterator[tuple[str, tuple]]:
 
     One tf.data stream per phase, started at `batches_consumed`, both on the same records (so
     a cached split is decoded and held once); the adversarial phase's updates are assembled by
-    the pipeline (`input_pipeline.group_updates`)."""
+    the pipeline (`input_pipeline.group_updates`). Both pipelines are built here, on the
+    calling thread: building one traces TensorFlow's Python API, which is not safe from two
+    threads at once (see `image_input`), and the loop iterates them in `DevicePrefetch`'s
+    thread while evaluation builds its own pipelines on the main thread."""
     schedule, method = config.schedule, config.method
     total = schedule.bce_steps + schedule.adversarial_steps
     records = input_pipeline.train_records(source, config.data, config.seed)
@@ -145,15 +148,18 @@ def step_batches(config, source, step: int) -> Iterator[tuple[str, tuple]]:
             records=records,
         )
 
+    phases = []
     if step < schedule.bce_steps:
-        for batch in stream(step).take(schedule.bce_steps - step).as_numpy_iterator():
-            yield "supervised", (batch,)
+        batches = stream(step).take(schedule.bce_steps - step)
+        phases.append(("supervised", batches.map(lambda batch: (batch,))))
     start = max(step, schedule.bce_steps)
     if start < total:
         kinds = pairs.pair_kinds(method.negative_sampling)
         updates = input_pipeline.group_updates(stream(start), method.n_critic, kinds)
-        for critic, generator in updates.take(total - start).prefetch(1).as_numpy_iterator():
-            yield "adversarial", (critic, generator)
+        phases.append(("adversarial", updates.take(total - start).prefetch(1)))
+    return (
+        (phase, batches) for phase, dataset in phases for batches in dataset.as_numpy_iterator()
+    )
 
 
 def to_devices(run, item):

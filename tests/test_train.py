@@ -164,6 +164,30 @@ def test_both_phases_read_one_cached_copy_of_the_split(data_dir, tmp_path):
     chex.assert_trees_all_equal(list(stream), resumed)
 
 
+def test_both_phases_pipelines_are_built_before_any_batch_is_read(data_dir, monkeypatch):
+    """Building a tf.data pipeline traces TensorFlow's Python API, which is not safe from two
+    threads at once; the loop reads `step_batches` in its prefetch thread while evaluation
+    builds pipelines on the main thread, so both phases' pipelines must be built by the call
+    itself, on the caller's thread, and not when the reader reaches them."""
+    built = []
+
+    def recorded(function):
+        def wrapper(*args, **kwargs):
+            built.append(function.__name__)
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("train_dataset", "group_updates"):
+        monkeypatch.setattr(input_pipeline, name, recorded(getattr(input_pipeline, name)))
+    config = tiny_config(data_dir)
+    stream = train.step_batches(config, get_source(config.data), 0)
+    assert built == ["train_dataset", "train_dataset", "group_updates"]
+    phases = [phase for phase, _ in stream]
+    assert phases == ["supervised"] * BCE_STEPS + ["adversarial"] * ADVERSARIAL_STEPS
+    assert len(built) == 3
+
+
 def write_pretrained(path, arch_builder, image_size, seed):
     """A converted checkpoint directory, as `python -m jaxgan.convert` writes one."""
     variables = arch_builder(num_labels=1000, width=4).init(
