@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import optax
 from tables import write_results  # experiments/tables.py
 
-from jaxgan import cpu_runtime, parallel, steps, xla_options
+from jaxgan import parallel, runtime, steps
 from jaxgan.base_config import get_base_config
 from jaxgan.compiled import compile_steps
 from jaxgan.models import DTYPES, GENERATORS, create_generator
@@ -114,14 +114,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--xla_options",
         default="project",
         choices=("project", "none"),
-        help="project: the compiler options training uses (jaxgan/xla_options.py); none: XLA's",
+        help="project: the compiler options training uses (jaxgan/runtime.py); none: XLA's",
     )
     parser.add_argument(
         "--cpu_runtime",
         default="project",
         choices=("project", "jax"),
         help="project: steps keep their buffers between calls on a CPU, as training runs them "
-        "(jaxgan/cpu_runtime.py); jax: JAX's and glibc's defaults",
+        "(jaxgan/runtime.py); jax: JAX's and glibc's defaults",
     )
     parser.add_argument("--out", default="", help="write <out>.json and <out>.md")
     args = parser.parse_args(argv)
@@ -149,7 +149,7 @@ def check_args(args, parser) -> None:
 
 def devices_for(args) -> list:
     """The devices to run on, or one actionable line. Not in check_args: counting devices
-    starts JAX's backends, which `cpu_runtime.configure` must precede."""
+    starts JAX's backends, which `runtime.configure_cpu` must precede."""
     available = jax.device_count()
     count = args.num_devices or available
     if count > available:
@@ -251,7 +251,7 @@ class Bench:
         jax.block_until_ready(self.state)
         self.init_s = time.perf_counter() - start
         self.n_critic = config.method.n_critic
-        self.compiler_options = xla_options.compiler_options(devices[0].platform)
+        self.compiler_options = runtime.compiler_options(devices[0].platform)
         self.trainer = compile_steps(self.ctx, self.mesh)
 
     def _init_state(self, generator, discriminator, g_tx, d_tx):
@@ -404,7 +404,7 @@ def environment(devices) -> dict:
 def _compiler_options_used(args, devices) -> dict:
     if args.xla_options == "none":
         return {}
-    return xla_options.compiler_options(devices[0].platform)
+    return runtime.compiler_options(devices[0].platform)
 
 
 def _cpu_name() -> str:
@@ -531,7 +531,7 @@ def markdown(result: dict) -> str:
 def main(argv=None):
     args = parse_args(argv)
     if args.cpu_runtime == "project":
-        cpu_runtime.configure()
+        runtime.configure_cpu()
     result = run(args)
     table = markdown(result)
     print(table)

@@ -24,7 +24,7 @@ import torch_reference
 from conv_benchmark import mean_time
 from tables import write_results  # experiments/tables.py
 
-from jaxgan import cpu_runtime
+from jaxgan import runtime
 
 STEP_NAMES = ("bce", "adversarial", "critic", "generator")
 
@@ -68,7 +68,7 @@ def main(argv=None):
         f"--steps={args.steps}",
     ]
     if args.cpu_runtime == "project":
-        cpu_runtime.configure()
+        runtime.configure_cpu()
     jax_args = benchmark.parse_args(shared)
     torch_args = torch_reference.parse_args(shared)
     load = [os.getloadavg()[0]]

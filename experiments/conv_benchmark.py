@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tables import write_results  # experiments/tables.py
 
-from jaxgan import xla_options
+from jaxgan import runtime
 
 # (name, input's place, in channels, out channels, kernel, stride, padding, count in ResNet-18).
 # Places: 0 the image, 1 after the stem and max-pool (layer1), 2-4 after layer2-4's stride 2.
@@ -163,7 +163,7 @@ def main(argv=None):
         "--xla_options",
         default="project",
         choices=("project", "none"),
-        help="project: jaxgan/xla_options.py's compiler options (as training); none: XLA's",
+        help="project: jaxgan/runtime.py's compiler options (as training); none: XLA's",
     )
     parser.add_argument(
         "--clock",
@@ -181,7 +181,7 @@ def main(argv=None):
     names = [c[0] for c in RESNET18_CONVS]
     jdtype = jnp.float32 if args.dtype == "float32" else jnp.bfloat16
     tdtype = torch.float32 if args.dtype == "float32" else torch.bfloat16
-    options = xla_options.compiler_options("cpu") if args.xla_options == "project" else {}
+    options = runtime.compiler_options("cpu") if args.xla_options == "project" else {}
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     libs = {"jax": [], "torch": []}
     for shape in shapes:

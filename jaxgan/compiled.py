@@ -11,7 +11,7 @@ from collections.abc import Callable
 import jax
 from jax.sharding import Mesh, NamedSharding
 
-from jaxgan import evaluate, parallel, steps, xla_options
+from jaxgan import evaluate, parallel, runtime, steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +34,7 @@ class CompiledSteps:
 def compile_steps(ctx: steps.StepContext, mesh: Mesh) -> CompiledSteps:
     repl, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
     stacked = parallel.batch_sharded(mesh, leading_axes=1)
-    options = xla_options.compiler_options(mesh.devices.flat[0].platform)
+    options = runtime.compiler_options(mesh.devices.flat[0].platform)
     donating = functools.partial(jax.jit, donate_argnums=0, compiler_options=options)
     return CompiledSteps(
         supervised=donating(

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 
 from jaxgan import metrics as metrics_lib
-from jaxgan import parallel, xla_options
+from jaxgan import parallel, runtime
 from jaxgan.checkpoint import Checkpointer, CheckpointError, metadata, recorded_field
 from jaxgan.models import create_generator
 
@@ -78,7 +78,7 @@ class Classifier:
         parallel.check_batch_size(self.batch_size, "schedule.eval_batch_size")
         self._forward = jax.jit(
             functools.partial(probabilities, generator=self.generator),
-            compiler_options=xla_options.compiler_options(self.mesh.devices.flat[0].platform),
+            compiler_options=runtime.compiler_options(self.mesh.devices.flat[0].platform),
             in_shardings=(self.replicated, self.data_sharding),
             out_shardings=self.data_sharding,
         )

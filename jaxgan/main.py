@@ -73,9 +73,9 @@ def main(argv):
 
     if _DISTRIBUTED.value:
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    from jaxgan import cpu_runtime
+    from jaxgan import runtime
 
-    cpu_runtime.configure()  # before anything runs on JAX
+    runtime.configure_cpu()  # before anything runs on JAX
     with command_line.native_stderr_silenced():
         import tensorflow  # noqa: F401 (imported here only to silence its import banners)
     from jaxgan import evaluate, train
