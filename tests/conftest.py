@@ -1,19 +1,46 @@
-"""Test setup: four forced CPU devices (set before JAX starts) so every test can shard."""
+"""Test setup, made before JAX starts (so the processes the tests launch get it too): four
+forced CPU devices so every test can shard; XLA's optimisations off, since the tests check what
+the programs compute, not how fast (tests marked `xla_optimized` turn them back on); and a
+compilation cache shared by the test processes of a run and kept between runs."""
 
 import os
 import sys
 
 import pytest
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 ).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".cache", "jax-tests"))
+# Most of a test's programs compile in well under a second; cache those too.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 2**30))
 
 # torch imports triton when it can, and importing triton into a process that has already
 # loaded TensorFlow crashes it (a native-library clash). The conversion tests only build
 # torchvision models on the CPU, so make triton unimportable; torch then does without it.
 sys.modules.setdefault("triton", None)
+
+
+@pytest.fixture(autouse=True)
+def _xla_optimizations(request):
+    """Tests marked `xla_optimized` (numerical parity with another library, speed settings)
+    compile with XLA's optimisations on, as users' runs do."""
+    if request.node.get_closest_marker("xla_optimized") is None:
+        yield
+        return
+    import jax
+
+    before = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,9 @@ def test_scores_equal_the_layers_written_out():
         pre = dense(f"hidden_{i}", h)
         h = np.where(pre > 0, pre, 0.2 * pre)
     expected = dense("score", h)[:, 0]
-    np.testing.assert_allclose(d.apply({"params": params}, labels, features), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        d.apply({"params": params}, labels, features), expected, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_scores_are_unbounded_per_example_and_depend_on_both_inputs():

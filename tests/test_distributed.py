@@ -20,6 +20,8 @@ WORKER = os.path.join(HERE, "distributed_worker.py")
 sys.path.insert(0, HERE)
 from distributed_worker import tiny_config  # noqa: E402
 
+pytestmark = pytest.mark.slow  # two training processes
+
 
 def free_port() -> int:
     with socket.socket() as s:

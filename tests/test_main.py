@@ -67,6 +67,7 @@ def trained(tmp_path_factory, data_dir):
     return workdir, stdout
 
 
+@pytest.mark.slow
 def test_training_shows_progress_and_prints_metrics(trained):
     workdir, stdout = trained
     assert "[supervised] bce=" in stdout and "[adversarial]" in stdout
@@ -79,6 +80,7 @@ def test_training_shows_progress_and_prints_metrics(trained):
     assert os.path.isdir(os.path.join(workdir, "checkpoints", "28"))
 
 
+@pytest.mark.slow
 def test_eval_mode_restores_and_prints_the_same_metrics(trained, data_dir):
     workdir, stdout = trained
     os.remove(os.path.join(workdir, "eval.json"))
@@ -93,6 +95,7 @@ def test_eval_mode_restores_and_prints_the_same_metrics(trained, data_dir):
     assert report["metrics"]["CF1"] == pytest.approx(final_eval(workdir)["eval"]["CF1"])
 
 
+@pytest.mark.slow
 def test_training_scalars_reach_tensorboard(trained):
     import tensorflow as tf
 
@@ -105,6 +108,7 @@ def test_training_scalars_reach_tensorboard(trained):
     assert expected <= tags
 
 
+@pytest.mark.slow
 def test_predict_on_exported_test_images_names_labels_and_skips_a_corrupt_file(
     trained, data_dir, tmp_path
 ):
@@ -135,6 +139,7 @@ def test_predict_on_exported_test_images_names_labels_and_skips_a_corrupt_file(
     assert os.path.isfile(prefix + ".csv")
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_matches_an_uninterrupted_one(trained, data_dir, tmp_path):
     workdir = str(tmp_path / "killed")
     process = subprocess.Popen(
@@ -163,6 +168,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(trained, data_dir, 
     assert final_eval(workdir)["eval"] == pytest.approx(uninterrupted, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(data_dir, tmp_path):
     workdir = str(tmp_path / "diverging")
     diverging = ["--config.schedule.bce_steps=2", "--config.optim.d_learning_rate=1e30"]
@@ -174,6 +180,7 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(
     assert os.listdir(os.path.join(workdir, "checkpoints")) == ["2"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "extra,message",
     [

@@ -15,6 +15,7 @@ import pytest
 from jaxgan import runtime
 from jaxgan.models.torch_compat import BatchNorm, conv
 
+pytestmark = pytest.mark.xla_optimized  # the compiler options are about optimised programs
 glibc_only = pytest.mark.skipif(not runtime.glibc(), reason="the settings are glibc's")
 
 # A training-step-like function (its state donated) whose first matrix product (8192 x 4096
@@ -44,7 +45,8 @@ BUFFER_PAGES = 8192 * 4096 * 4 // 4096
 
 def _probe(mode: str) -> dict:
     """Runs PROBE on this checkout's code (from the repository root), on one CPU device."""
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    unset = ("XLA_FLAGS", "JAX_DISABLE_MOST_OPTIMIZATIONS")  # one device, optimised as users run
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env["JAX_PLATFORMS"] = "cpu"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run(

@@ -27,6 +27,8 @@ from jaxgan.weights.mapping import ARCHS, build_model, convert_state_dict
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 safetensors_torch = pytest.importorskip("safetensors.torch")
+# Full-width architectures: compiled as users run them (and much faster to run that way).
+pytestmark = [pytest.mark.xla_optimized, pytest.mark.slow]
 
 PAPER = ("resnet101", "resnet152", "vgg16", "inception_v3")
 # The smallest input each backbone takes; 64 px for the ResNets, which take any.
