@@ -1,16 +1,16 @@
 """MS-COCO 2014, 80 labels, evaluated on the validation split as in the paper (Table 1).
 
 Variants: configs/coco.py:vgg16 | :inception_v3 | :resnet101 (default) | :resnet152, each
-optionally with `,bce` (`:resnet152,bce`; `:bce` alone for the default backbone): the BCE-only
-baseline, the same number of generator updates with BCE alone.
+optionally with `,no_critic` (`:resnet152,no_critic`; `:no_critic` alone for the default
+backbone): the baseline without the critic, the same number of generator updates, all supervised.
 Point `model.pretrained` at a converted ImageNet checkpoint (README, "Pretrained backbones").
 """
 
-from jaxgan.base_config import BACKBONES, bce_only, get_base_config, parse_variant, set_backbone
+from jaxgan.base_config import BACKBONES, get_base_config, no_critic, parse_variant, set_backbone
 
 
 def get_config(variant: str = ""):
-    backbone, switches = parse_variant(variant, tuple(BACKBONES), ("bce",), "configs/coco.py")
+    backbone, switches = parse_variant(variant, tuple(BACKBONES), ("no_critic",), "configs/coco.py")
     config = get_base_config()
     config.data.name = "coco"
     config.data.augment = "paper"
@@ -21,4 +21,4 @@ def get_config(variant: str = ""):
     config.data.validation_split = "train[95%:]"
     config.data.test_split = "validation"
     set_backbone(config, backbone or "resnet101")
-    return bce_only(config) if "bce" in switches else config
+    return no_critic(config) if "no_critic" in switches else config

@@ -5,17 +5,19 @@
 
 Variants pick the backbone: configs/custom.py:resnet50 (default) | :resnet18 | :resnet101 | ...
 or `:cpu`, a quick run for a CPU (ResNet-18 from scratch at 96x96, batch 16, 300 BCE + 100
-adversarial steps); add `,bce` for the BCE-only baseline with as many generator updates
-(`:cpu,bce`, `:resnet101,bce`; `:bce` alone for ResNet-50). The first run builds a TFDS
-copy of the images under data.data_dir (TFDS's default, ~/tensorflow_datasets, when unset),
-reporting and skipping missing or unreadable files.
+adversarial steps); add `,no_critic` for the baseline without the critic, with as many
+generator updates (`:cpu,no_critic`, `:resnet101,no_critic`; `:no_critic` alone for ResNet-50).
+The first run builds a TFDS copy of the images under data.data_dir (TFDS's default,
+~/tensorflow_datasets, when unset), reporting and skipping missing or unreadable files.
 """
 
-from jaxgan.base_config import BACKBONES, bce_only, get_base_config, parse_variant, set_backbone
+from jaxgan.base_config import BACKBONES, get_base_config, no_critic, parse_variant, set_backbone
 
 
 def get_config(variant: str = ""):
-    backbone, switches = parse_variant(variant, ("cpu", *BACKBONES), ("bce",), "configs/custom.py")
+    backbone, switches = parse_variant(
+        variant, ("cpu", *BACKBONES), ("no_critic",), "configs/custom.py"
+    )
     config = get_base_config()
     config.data.name = "custom"
     config.data.image_dir = ""  # folder of images; labels_file names are relative to it
@@ -29,7 +31,7 @@ def get_config(variant: str = ""):
     config.data.keep_unlabeled = False  # keep images with no positive label (dropped by default)
     config.data.augment = "paper"
     config.data.shuffle_buffer = 2_000
-    config.schedule.bce_steps = 2_000
+    config.schedule.supervised_steps = 2_000
     config.schedule.adversarial_steps = 2_000
     config.schedule.eval_every = 500
     config.schedule.checkpoint_every = 500
@@ -39,18 +41,18 @@ def get_config(variant: str = ""):
         config.data.shuffle_buffer = 1_000
         config.schedule.batch_size = 16
         config.schedule.eval_batch_size = 64
-        config.schedule.bce_steps = 300
+        config.schedule.supervised_steps = 300
         config.schedule.adversarial_steps = 100
         # Chosen on validation on real photos (README, "Real photos at CPU scale"): from
-        # scratch, 1e-4 leaves the BCE phase under-trained after 300 steps; and with the
+        # scratch, 1e-4 leaves the supervised phase under-trained after 300 steps; and with the
         # paper's alpha = 10 G's loss jumps tenfold when the adversarial phase starts, which
         # Adam follows slowly, so G's steps grow 2-3x for the whole short phase. alpha = 1
-        # keeps the loss on the BCE phase's scale.
-        config.optim.g_learning_rate = 1e-3
+        # keeps the loss on the supervised phase's scale.
+        config.optim.generator_learning_rate = 1e-3
         config.method.alpha = 1.0
         config.schedule.log_every = 25
         config.schedule.eval_every = 0
         config.schedule.checkpoint_every = 100
     else:
         set_backbone(config, backbone or "resnet50")
-    return bce_only(config) if "bce" in switches else config
+    return no_critic(config) if "no_critic" in switches else config

@@ -1,11 +1,11 @@
 """The embedded offline dataset (jaxgan/data/digit_scenes): a small ResNet, from scratch.
 
-The README's main command runs this config: the BCE phase, then the adversarial phase, in a
-few minutes on a 2-core CPU. Variant "bce" trains the same number of generator updates with
+The README's main command runs this config: the supervised phase, then the adversarial phase, in a
+few minutes on a 2-core CPU. Variant "no_critic" trains the same number of generator updates with
 BCE alone (the baseline of the README's table).
 """
 
-from jaxgan.base_config import bce_only, get_base_config
+from jaxgan.base_config import get_base_config, no_critic, parse_variant
 
 
 def get_config(variant: str = ""):
@@ -19,16 +19,13 @@ def get_config(variant: str = ""):
     config.data.normalization = "unit"
     config.data.shuffle_buffer = 8_192
     config.data.cache_decoded = True  # 8,000 model inputs of 32 x 32 x 3 floats: 94 MiB
-    config.optim.g_learning_rate = 1e-3  # from scratch, not fine-tuning: a larger step
+    config.optim.generator_learning_rate = 1e-3  # from scratch, not fine-tuning: a larger step
     config.schedule.batch_size = 64
     config.schedule.eval_batch_size = 256
-    config.schedule.bce_steps = 1_200
+    config.schedule.supervised_steps = 1_200
     config.schedule.adversarial_steps = 400
     config.schedule.log_every = 100
     config.schedule.eval_every = 0
     config.schedule.checkpoint_every = 200
-    if variant == "bce":
-        bce_only(config)
-    elif variant:
-        raise ValueError(f"unknown variant {variant!r} of configs/digit_scenes.py; use '' or 'bce'")
-    return config
+    _, switches = parse_variant(variant, (), ("no_critic",), "configs/digit_scenes.py")
+    return no_critic(config) if "no_critic" in switches else config

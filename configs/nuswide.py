@@ -1,14 +1,16 @@
 """NUS-WIDE, 81 concepts (Table 2); see README for the manual download and the splits.
 
 Variants: configs/nuswide.py:vgg16 | :inception_v3 | :resnet101 (default) | :resnet152, each
-optionally with `,bce` (the BCE-only baseline, as for configs/coco.py).
+optionally with `,no_critic` (the BCE-only baseline, as for configs/coco.py).
 """
 
-from jaxgan.base_config import BACKBONES, bce_only, get_base_config, parse_variant, set_backbone
+from jaxgan.base_config import BACKBONES, get_base_config, no_critic, parse_variant, set_backbone
 
 
 def get_config(variant: str = ""):
-    backbone, switches = parse_variant(variant, tuple(BACKBONES), ("bce",), "configs/nuswide.py")
+    backbone, switches = parse_variant(
+        variant, tuple(BACKBONES), ("no_critic",), "configs/nuswide.py"
+    )
     config = get_base_config()
     config.data.name = "nuswide"
     config.data.augment = "paper"
@@ -19,4 +21,4 @@ def get_config(variant: str = ""):
     config.data.validation_split = "train[95%:]"
     config.data.test_split = "test"
     set_backbone(config, backbone or "resnet101")
-    return bce_only(config) if "bce" in switches else config
+    return no_critic(config) if "no_critic" in switches else config

@@ -1,6 +1,6 @@
 """Forward+backward time per image of each backbone, float32 and bfloat16, on this machine.
 
-One training step of the generator's BCE phase without the optimiser: train-mode forward
+One training step of the generator's supervised phase without the optimiser: train-mode forward
 (BatchNorm batch statistics, dropout), sigmoid cross-entropy against random labels, gradient
 with respect to every parameter. Batch 8 at the input size each backbone's ImageNet weights
 expect (`jaxgan.models.GENERATORS`).

@@ -45,7 +45,7 @@ from jaxgan import parallel, runtime, steps
 from jaxgan.base_config import get_base_config
 from jaxgan.compiled import compile_steps
 from jaxgan.models import DTYPES, GENERATORS, create_generator
-from jaxgan.models.discriminator import create_discriminator
+from jaxgan.models.critic import create_critic
 from jaxgan.state import create_train_state
 
 STEP_NAMES = ("bce", "critic", "generator", "adversarial")
@@ -239,31 +239,33 @@ class Bench:
         devices = devices_for(args)
         self.mesh = parallel.create_mesh(devices)
         generator = create_generator(config.model, args.num_labels)
-        discriminator = create_discriminator(config)
-        g_tx = make_optimizer(config.optim.g_learning_rate, config.optim)
-        d_tx = make_optimizer(config.optim.d_learning_rate, config.optim)
-        self.ctx = steps.StepContext.from_config(config, generator, discriminator, g_tx, d_tx)
+        critic = create_critic(config)
+        generator_tx = make_optimizer(config.optim.generator_learning_rate, config.optim)
+        critic_tx = make_optimizer(config.optim.critic_learning_rate, config.optim)
+        self.ctx = steps.StepContext.from_config(config, generator, critic, generator_tx, critic_tx)
         self.repl = parallel.replicated(self.mesh)
         self.data = parallel.batch_sharded(self.mesh)
         self.stacked = parallel.batch_sharded(self.mesh, leading_axes=1)
         start = time.perf_counter()
-        self.state = self._init_state(generator, discriminator, g_tx, d_tx)
+        self.state = self._init_state(generator, critic, generator_tx, critic_tx)
         jax.block_until_ready(self.state)
         self.init_s = time.perf_counter() - start
         self.n_critic = config.method.n_critic
         self.compiler_options = runtime.compiler_options(devices[0].platform)
         self.trainer = compile_steps(self.ctx, self.mesh)
 
-    def _init_state(self, generator, discriminator, g_tx, d_tx):
+    def _init_state(self, generator, critic, generator_tx, critic_tx):
         args = self.args
 
         def init():
-            g_key, d_key, run_key = jax.random.split(jax.random.key(0), 3)
+            g_key, critic_key, run_key = jax.random.split(jax.random.key(0), 3)
             image = jnp.zeros((1, args.image_size, args.image_size, 3), jnp.float32)
             g_variables = generator.init({"params": g_key, "dropout": g_key}, image, train=False)
             features = generator.apply(g_variables, image, train=False, features_only=True)
-            d_params = discriminator.init(d_key, jnp.zeros((1, args.num_labels)), features)
-            return create_train_state(run_key, g_variables, d_params["params"], g_tx, d_tx)
+            critic_params = critic.init(critic_key, jnp.zeros((1, args.num_labels)), features)
+            return create_train_state(
+                run_key, g_variables, critic_params["params"], generator_tx, critic_tx
+            )
 
         return jax.jit(init, out_shardings=self.repl)()
 
@@ -291,7 +293,7 @@ class Bench:
             )
         elif name == "critic":
             fn, batches, shardings, images = (
-                steps.discriminator_step,
+                steps.critic_step,
                 (critic_batches,),
                 (self.data,),
                 3,

@@ -141,7 +141,7 @@ def main(argv):
     for r in progress:
         lines.append(
             f"| {r['step']} | {r.get('wasserstein', float('nan')):.3f} | "
-            f"{r.get('g_critic', float('nan')):.3f} | {r.get('bce', float('nan')):.3f} | "
+            f"{r.get('critic_score', float('nan')):.3f} | {r.get('bce', float('nan')):.3f} | "
             f"{r.get('gradient_penalty', float('nan')):.3f} |"
         )
     if len(evals) > 1:

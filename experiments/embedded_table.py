@@ -22,7 +22,7 @@ from ml_collections import config_flags
 from tables import COLUMNS, format_table  # experiments/tables.py
 
 from jaxgan import train
-from jaxgan.base_config import bce_only
+from jaxgan.base_config import no_critic
 from jaxgan.losses import CLASSIFICATION_LOSSES
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/digit_scenes.py", "Config file.")
@@ -49,7 +49,7 @@ def arms(base, loss: str, tag: str) -> dict:
     # BCE keeps the workdir names of the tables recorded before ASL existed.
     prefix = "" if loss == "bce" else f"{loss}_"
     return {
-        f"{name} only": (loss, bce_only(copy.deepcopy(config))),
+        f"{name} only": (loss, no_critic(copy.deepcopy(config))),
         adversarial: (f"{prefix}{tag}", config),
     }
 
@@ -71,7 +71,7 @@ def main(argv):
                 print(f"== {name}, seed {seed}", flush=True)
                 by_phase = train.train_and_evaluate(config, workdir)
                 if config.schedule.adversarial_steps:
-                    steps = config.schedule.bce_steps
+                    steps = config.schedule.supervised_steps
                     phase_one = f"{name} run, end of its supervised phase ({steps} steps)"
                     results.setdefault(phase_one, []).append(
                         {"seed": seed, **by_phase["supervised"]}

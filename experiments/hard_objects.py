@@ -19,7 +19,7 @@ from ml_collections import config_flags
 from tables import format_table  # experiments/tables.py
 
 from jaxgan import train
-from jaxgan.base_config import bce_only
+from jaxgan.base_config import no_critic
 from jaxgan.data.digit_scenes.digit_scenes_dataset_builder import SCENES
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/digit_scenes.py", "Config file.")
@@ -53,7 +53,7 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     methods = {
-        "BCE only": ("bce", bce_only(copy.deepcopy(_CONFIG.value))),
+        "BCE only": ("bce", no_critic(copy.deepcopy(_CONFIG.value))),
         "+ WGAN-gp": ("wgan", _CONFIG.value),
     }
     rows = {}

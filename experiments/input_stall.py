@@ -44,7 +44,7 @@ def measure(run, phase: str, window: int, windows: int) -> dict:
     if phase == "supervised":
         step_fn, start = run.supervised_step, 0
     else:
-        step_fn, start = run.adversarial_step, config.schedule.bce_steps
+        step_fn, start = run.adversarial_step, config.schedule.supervised_steps
         run.state = train.take_feature_extractor_if_due(run.state, run.mesh)
     stream = parallel.DevicePrefetch(
         train.step_batches(config, run.source, start),
@@ -74,7 +74,7 @@ def main(argv):
     config = _CONFIG.value
     schedule = config.schedule
     needed = 2 * (_WINDOWS.value + 2) * _WINDOW.value  # steps the stream must hold
-    schedule.bce_steps = max(schedule.bce_steps, needed)
+    schedule.supervised_steps = max(schedule.supervised_steps, needed)
     schedule.adversarial_steps = max(schedule.adversarial_steps, needed)
     phases = ("supervised", "adversarial") if _PHASE.value == "both" else (_PHASE.value,)
     with tempfile.TemporaryDirectory() as workdir:

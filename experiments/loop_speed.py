@@ -1,7 +1,7 @@
 """How much the training loop loses against its compiled steps alone.
 
-    python experiments/loop_speed.py [--bce_steps=150] [--adversarial_steps=45] [--log_every=15]
-        [--rounds=1]
+    python experiments/loop_speed.py [--supervised_steps=150] [--adversarial_steps=45]
+        [--log_every=15] [--rounds=1]
 
 Runs, one after the other, (1) `experiments/benchmark.py` on the embedded config's model,
 image size, batch and label count (the trainer's own compiled BCE step and adversarial update
@@ -46,7 +46,7 @@ def measure_round(args, config, tmp: str) -> tuple[list[list[str]], list[float],
     loads.append(os.getloadavg()[0])
     workdir = os.path.join(tmp, "run")
     train = [sys.executable, "-m", "jaxgan.main", "--config=configs/digit_scenes.py",
-             f"--workdir={workdir}", f"--config.schedule.bce_steps={args.bce_steps}",
+             f"--workdir={workdir}", f"--config.schedule.supervised_steps={args.supervised_steps}",
              f"--config.schedule.adversarial_steps={args.adversarial_steps}",
              f"--config.schedule.log_every={args.log_every}",
              "--config.schedule.eval_every=0",
@@ -65,7 +65,7 @@ def measure_round(args, config, tmp: str) -> tuple[list[list[str]], list[float],
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--bce_steps", type=int, default=150)
+    parser.add_argument("--supervised_steps", type=int, default=150)
     parser.add_argument("--adversarial_steps", type=int, default=45)
     parser.add_argument("--log_every", type=int, default=15)
     parser.add_argument("--iters", type=int, default=15, help="benchmark calls per step")

@@ -5,15 +5,16 @@
         --config.data.image_dir=photos --config.data.labels_file=photos/labels.csv \
         [--tag=alpha1 --config.method.alpha=1 ...]
 
-Paired seeds: for each seed the BCE phase (`schedule.bce_steps`) is trained once; both arms
-start from that checkpoint, so they share the same initial model and the same data order up to
-there, and differ only in what follows — the BCE arm takes `schedule.adversarial_steps` more
-BCE updates (the same number of generator updates as the adversarial arm), the + WGAN-gp arm
-the adversarial phase. BCE-only runs of any length are one chain per (seed, phase-one settings):
-a longer one continues from the longest finished shorter one (the data order and the state are
-functions of the seed and the step), so a BCE arm of B + A steps also serves as the BCE phase of
-a later setting with B + A BCE steps. Every run is keyed by a hash of the settings it depends
-on, so a changed setting never reuses a run made without it.
+Paired seeds: for each seed the supervised phase (`schedule.supervised_steps`) is trained once;
+both arms start from that checkpoint, so they share the same initial model and the same data
+order up to there, and differ only in what follows — the BCE arm takes
+`schedule.adversarial_steps` more BCE updates (the same number of generator updates as the
+adversarial arm), the + WGAN-gp arm the adversarial phase. BCE-only runs of any length are one
+chain per (seed, phase-one settings): a longer one continues from the longest finished shorter
+one (the data order and the state are functions of the seed and the step), so a BCE arm of B + A
+steps also serves as the supervised phase of a later setting with B + A BCE steps. Every run is
+keyed by a hash of the settings it depends on, so a changed setting never reuses a run made
+without it.
 
 Reported on the test split, as in the embedded table: C-F1 and O-F1 at threshold 0.5 and at
 the threshold chosen on the validation split, mAP, C-P, C-R, labels per image; plus the
@@ -37,7 +38,7 @@ from ml_collections import config_flags
 
 from jaxgan import evaluate, train
 from jaxgan import metrics as metrics_lib
-from jaxgan.base_config import bce_only
+from jaxgan.base_config import no_critic
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/custom.py:cpu", "Config file.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to run.")
@@ -48,8 +49,9 @@ _ONLY = flags.DEFINE_enum(
     "only",
     "",
     ["", "bce", "phase_one", "adversarial"],
-    "Run one part: the BCE phase and BCE arm, the BCE phase alone, or the BCE phase and the "
-    "adversarial arm (screening several settings from one BCE phase in parallel processes).",
+    "Run one part: the supervised phase and BCE arm, the supervised phase alone, or the "
+    "supervised phase and the adversarial arm (screening several settings from one supervised "
+    "phase in parallel processes).",
 )
 
 COLUMNS = {**tables.COLUMNS, "val. mAP": "validation_mAP"}
@@ -59,7 +61,7 @@ _REPORTING = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints")
 
 
 def settings_key(config, phase_one: bool) -> str:
-    """A short hash of the settings a run depends on. The BCE phase does not depend on the
+    """A short hash of the settings a run depends on. The supervised phase does not depend on the
     adversarial phase's settings (method, critic, its learning rate, its length), nor does a
     BCE chain's key depend on its length (the length is in the workdir's name)."""
     settings = config.to_dict()
@@ -67,10 +69,10 @@ def settings_key(config, phase_one: bool) -> str:
     for name in _REPORTING:
         settings["schedule"].pop(name)
     if phase_one:
-        for section in ("method", "discriminator"):
+        for section in ("method", "critic"):
             settings.pop(section)
-        settings["optim"].pop("d_learning_rate")
-        settings["schedule"].pop("bce_steps")
+        settings["optim"].pop("critic_learning_rate")
+        settings["schedule"].pop("supervised_steps")
         settings["schedule"].pop("adversarial_steps")
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
@@ -147,7 +149,7 @@ def bce_run(config, seed: int, steps: int, root: str) -> tuple[str, dict]:
     workdir = os.path.join(root, f"{prefix}{steps}")
     run_config = copy.deepcopy(config)
     run_config.seed = seed
-    run_config.schedule.bce_steps = steps
+    run_config.schedule.supervised_steps = steps
     run_config.schedule.adversarial_steps = 0
     if not os.path.exists(os.path.join(workdir, RESULT_FILE)):
         if not os.path.exists(workdir):
@@ -170,7 +172,7 @@ def bce_run(config, seed: int, steps: int, root: str) -> tuple[str, dict]:
 
 
 def adversarial_run(config, seed: int, phase_one: str, root: str, tag: str) -> dict:
-    """The + WGAN-gp arm: the adversarial phase continued from the BCE phase's checkpoint."""
+    """The + WGAN-gp arm: the adversarial phase continued from the supervised phase's checkpoint."""
     workdir = os.path.join(root, f"{tag}_{settings_key(config, phase_one=False)}_seed{seed}")
     run_config = copy.deepcopy(config)
     run_config.seed = seed
@@ -206,21 +208,24 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     config, tag, root = _CONFIG.value, _TAG.value, _WORKDIR.value
     os.makedirs(root, exist_ok=True)
-    bce_steps, adversarial_steps = config.schedule.bce_steps, config.schedule.adversarial_steps
+    supervised_steps, adversarial_steps = (
+        config.schedule.supervised_steps,
+        config.schedule.adversarial_steps,
+    )
     if adversarial_steps == 0:
         raise app.UsageError("the config has no adversarial phase; pass the + WGAN-gp config")
     adversarial = "+ WGAN-gp" if tag == "wgan" else f"+ WGAN-gp, {tag}"
-    phase_one_row = f"end of the shared BCE phase ({bce_steps} steps)"
-    results = {f"BCE only ({bce_steps + adversarial_steps} steps)": [], phase_one_row: []}
+    phase_one_row = f"end of the shared supervised phase ({supervised_steps} steps)"
+    results = {f"BCE only ({supervised_steps + adversarial_steps} steps)": [], phase_one_row: []}
     bce_row = next(iter(results))
     results[adversarial] = []
     for seed in map(int, _SEEDS.value):
-        phase_one, phase_one_results = bce_run(config, seed, bce_steps, root)
+        phase_one, phase_one_results = bce_run(config, seed, supervised_steps, root)
         results[phase_one_row].append({"seed": seed, **phase_one_results})
         if _ONLY.value == "phase_one":
             continue
         if _ONLY.value != "adversarial":
-            total = bce_only(copy.deepcopy(config)).schedule.bce_steps
+            total = no_critic(copy.deepcopy(config)).schedule.supervised_steps
             _, bce_results = bce_run(config, seed, total, root)
             results[bce_row].append({"seed": seed, **bce_results})
         if _ONLY.value == "bce":

@@ -82,8 +82,8 @@ def feature_extractor(generator: nn.Module) -> nn.Module:
     return f_ext
 
 
-class Discriminator(nn.Module):
-    """jaxgan/models/discriminator.py in torch: 256-d projections, 8 × [512 + leaky ReLU], 1."""
+class Critic(nn.Module):
+    """jaxgan/models/critic.py in torch: 256-d projections, 8 × [512 + leaky ReLU], 1."""
 
     def __init__(self, num_labels, feature_dim, embed=256, hidden=512, layers=8, slope=0.2):
         super().__init__()
@@ -123,7 +123,7 @@ class Reference:
         with torch.no_grad():
             size = args.image_size
             feature_dim = self.f_ext(torch.zeros(2, 3, size, size)).shape[-1]
-        self.d = Discriminator(args.num_labels, feature_dim)
+        self.d = Critic(args.num_labels, feature_dim)
         self.g_opt = torch.optim.Adam(self.g.parameters(), lr=LEARNING_RATE)
         self.d_opt = torch.optim.Adam(self.d.parameters(), lr=LEARNING_RATE)
         gen = torch.Generator().manual_seed(0)

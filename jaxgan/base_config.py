@@ -54,27 +54,27 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.method.alpha = 10.0  # weight of the classification loss in the generator loss (Eq. 2)
     c.method.gp_weight = 10.0  # lambda, gradient-penalty scale (Eq. 4)
     c.method.beta = 0.9  # Gumbel-sigmoid inverse temperature, no annealing
-    c.method.n_critic = 3  # discriminator updates per generator update
+    c.method.n_critic = 3  # critic updates per generator update
     c.method.straight_through = False  # hard Gumbel samples with soft gradients
     c.method.negative_sampling = True  # mismatched (x, y') pairs; off = ablation (c)
     c.method.conditional = True  # D(y, x); off = D(y), ablation (d)
     c.method.gumbel = True  # off = feed sigmoid(s) to D, ablation (e)
     c.method.feature_extractor = (
-        "snapshot"  # f_ext: "snapshot" of G after the BCE phase | "pretrained"
+        "snapshot"  # f_ext: "snapshot" of G after the supervised phase | "pretrained"
     )
     # With model.ema_decay > 0: take the f_ext snapshot from G's moving average, not from G.
     c.method.snapshot_ema = False
     c.method.threshold = 0.5  # a label is predicted when sigmoid(s) > threshold
 
-    c.discriminator = ml_collections.ConfigDict()
-    c.discriminator.embed_dim = 256
-    c.discriminator.hidden_dim = 512
-    c.discriminator.num_layers = 8
-    c.discriminator.negative_slope = 0.2  # leaky ReLU slope (the paper does not give one)
+    c.critic = ml_collections.ConfigDict()
+    c.critic.embed_dim = 256
+    c.critic.hidden_dim = 512
+    c.critic.num_layers = 8
+    c.critic.negative_slope = 0.2  # leaky ReLU slope (the paper does not give one)
 
     c.optim = ml_collections.ConfigDict()
-    c.optim.g_learning_rate = 1e-4
-    c.optim.d_learning_rate = 1e-4
+    c.optim.generator_learning_rate = 1e-4
+    c.optim.critic_learning_rate = 1e-4
     c.optim.b1 = 0.9
     c.optim.b2 = 0.999
     c.optim.weight_decay = 0.0
@@ -82,9 +82,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.schedule = ml_collections.ConfigDict()
     c.schedule.batch_size = 32  # global batch, split over all devices
     c.schedule.eval_batch_size = 64
-    c.schedule.bce_steps = 20_000  # phase 1: supervised updates of G (classification loss alone)
+    c.schedule.supervised_steps = (
+        20_000  # phase 1: supervised updates of G (classification loss alone)
+    )
     c.schedule.adversarial_steps = (
-        20_000  # phase 2: generator updates (each after n_critic D updates)
+        20_000  # phase 2: generator updates (each after n_critic critic updates)
     )
     c.schedule.log_every = 100
     c.schedule.eval_every = 5_000  # 0 = only at the end of each phase
@@ -109,10 +111,15 @@ def set_backbone(config: ml_collections.ConfigDict, name: str) -> ml_collections
     return config
 
 
+# Variants renamed since checkpoints and commands were first written: old name -> new name.
+RENAMED_VARIANTS = {"bce": "no_critic"}
+
+
 def parse_variant(
     variant: str, backbones: tuple[str, ...], switches: tuple[str, ...], config_file: str
 ) -> tuple[str | None, set[str]]:
-    """Splits a config variant such as `cpu,bce` into (its backbone or None, its switches).
+    """Splits a config variant such as `cpu,no_critic` into (its backbone or None, its
+    switches).
 
     Parts are comma-separated: at most one of `backbones`, and any of `switches`, each once.
     Raises ValueError, one line naming the file and the choices, for anything else.
@@ -120,7 +127,9 @@ def parse_variant(
     parts = [part.strip() for part in variant.split(",") if part.strip()]
     chosen = [part for part in parts if part in backbones]
     for part in parts:
-        if part not in backbones and part not in switches:
+        if part in RENAMED_VARIANTS and part not in switches:
+            problem = f"variant {part!r} is now called {RENAMED_VARIANTS[part]!r}"
+        elif part not in backbones and part not in switches:
             problem = f"unknown variant {part!r}"
         elif parts.count(part) > 1:
             problem = f"variant {part!r} given twice"
@@ -128,15 +137,19 @@ def parse_variant(
             problem = f"variants {chosen} each choose a backbone"
         else:
             continue
-        raise ValueError(
-            f"{problem} in {config_file}:{variant}; use at most one of {list(backbones)}, "
-            f"plus any of {list(switches)}, joined by commas (e.g. {backbones[0]},{switches[0]})"
-        )
+        choices = f"any of {list(switches)}"
+        if backbones:
+            choices = (
+                f"at most one of {list(backbones)}, plus {choices}, joined by commas "
+                f"(e.g. {backbones[0]},{switches[0]})"
+            )
+        raise ValueError(f"{problem} in {config_file}:{variant}; use {choices}")
     return (chosen[0] if chosen else None), set(parts) - set(chosen)
 
 
-def bce_only(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The baseline of a config: the same number of generator updates, all on BCE alone."""
-    config.schedule.bce_steps += config.schedule.adversarial_steps
+def no_critic(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The baseline of a config (variant `no_critic`): the same number of generator updates,
+    all supervised (on the classification loss alone)."""
+    config.schedule.supervised_steps += config.schedule.adversarial_steps
     config.schedule.adversarial_steps = 0
     return config

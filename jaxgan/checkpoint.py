@@ -29,7 +29,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-from jaxgan.choices import MISSING, field_at
+from jaxgan.choices import MISSING, RENAMED_FIELDS, field_at, renamed_field
 from jaxgan.state import TrainState
 
 # The fields whose change makes an old checkpoint unusable, for training and evaluation alike.
@@ -39,18 +39,24 @@ IDENTITY_FIELDS = ("model", "model_width", "num_labels", "data", "conditional")
 RESUME_FIELDS = (
     "seed",
     "schedule.batch_size",
-    "schedule.bce_steps",
+    "schedule.supervised_steps",
     "method.n_critic",
     "method.negative_sampling",
-    "discriminator.embed_dim",
-    "discriminator.hidden_dim",
-    "discriminator.num_layers",
+    "critic.embed_dim",
+    "critic.hidden_dim",
+    "critic.num_layers",
     "optim.optimizer",
     "model.ema_decay",
 )
 # Resume fields added after checkpoints were first made, with the value configs recorded
 # before them imply (a checkpoint's recorded config is read back to evaluate it).
 LATER_FIELDS = {"model.ema_decay": 0.0}
+# Train-state fields renamed since checkpoints were first made: new name -> the old one.
+RENAMED_STATE_FIELDS = {
+    "critic_params": "d_params",
+    "critic_opt_state": "d_opt_state",
+    "critic_updates": "d_step",
+}
 BEST_METRIC = "validation_CF1"  # what `best` ranks checkpoints by
 COMPLETION_MARKER = "_CHECKPOINT_METADATA"  # Orbax writes it last, when a save is complete
 DAMAGED_DIR = "damaged_checkpoints"
@@ -67,6 +73,30 @@ def recorded_field(config, dotted: str):
         return "adamw" if config.optim.weight_decay else "adam"
     value = field_at(config, dotted)
     return LATER_FIELDS[dotted] if value is MISSING else value  # KeyError for any other
+
+
+def upgrade_recorded(saved: dict) -> dict:
+    """A checkpoint's metadata with today's field names (`choices.RENAMED_FIELDS`) in its
+    recorded config and resume fields, so that checkpoints made before a rename still evaluate
+    and resume."""
+    saved = dict(saved)
+    if isinstance(saved.get("resume"), dict):
+        saved["resume"] = {renamed_field(k) or k: v for k, v in saved["resume"].items()}
+    if isinstance(saved.get("config"), dict):
+        config = json.loads(json.dumps(saved["config"]))  # a deep copy
+        for old, new in RENAMED_FIELDS.items():
+            *old_parents, old_name = old.split(".")
+            *new_parents, new_name = new.split(".")
+            parent = config
+            for part in old_parents:
+                parent = parent.get(part) if isinstance(parent, dict) else None
+            if isinstance(parent, dict) and old_name in parent:
+                target = config
+                for part in new_parents:
+                    target = target.setdefault(part, {})
+                target[new_name] = parent.pop(old_name)
+        saved["config"] = config
+    return saved
 
 
 def metadata(config, class_names) -> dict:
@@ -322,9 +352,8 @@ class Checkpointer:
     # -- reading ----------------------------------------------------------------------------
 
     def read_meta(self, step: int) -> dict:
-        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
-            "meta"
-        ]
+        saved = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return upgrade_recorded(saved["meta"])
 
     def _check_meta(self, saved: dict, meta: dict, resume: bool) -> None:
         for field in IDENTITY_FIELDS:
@@ -348,6 +377,18 @@ class Checkpointer:
                     f"checkpoints were made with {recorded[field]} (optim.weight_decay); "
                     "use the same optim.weight_decay or a fresh --workdir"
                 )
+
+    def _saved_names(self, step: int, abstract: dict) -> dict:
+        """{field of `abstract`: its name in the checkpoint at `step`}: the old name of a
+        renamed field (`RENAMED_STATE_FIELDS`) where the checkpoint was made before the
+        rename."""
+        saved = self.manager.item_metadata(step)["state"] or {}
+        return {
+            key: RENAMED_STATE_FIELDS[key]
+            if key not in saved and RENAMED_STATE_FIELDS.get(key) in saved
+            else key
+            for key in abstract
+        }
 
     def _check_shapes(self, step: int, abstract: dict) -> None:
         """The saved arrays must have the shapes the config builds; names the first that
@@ -423,7 +464,9 @@ class Checkpointer:
             if meta is not None:
                 self._check_meta(saved, meta, resume)
             try:
-                self._check_shapes(candidate, abstract)
+                names = self._saved_names(candidate, abstract)
+                as_saved = {names[key]: value for key, value in abstract.items()}
+                self._check_shapes(candidate, as_saved)
             except CheckpointError:
                 raise
             except Exception as error:
@@ -436,12 +479,13 @@ class Checkpointer:
                     candidate,
                     args=ocp.args.Composite(
                         state=ocp.args.PyTreeRestore(
-                            item=abstract,
-                            restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+                            item=as_saved,
+                            restore_args=ocp.checkpoint_utils.construct_restore_args(as_saved),
                             partial_restore=True,
                         )
                     ),
                 )["state"]
+                restored = {key: restored[names[key]] for key in abstract}
             except Exception as error:
                 damaged.append(self._damaged(candidate, "its arrays do not restore", error))
                 if named:

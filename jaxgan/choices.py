@@ -25,6 +25,31 @@ def field_at(config, dotted: str):
     return node
 
 
+# Config fields and sections renamed since configs were first written: old -> new. An old name
+# on the command line or in a config file is refused with the new one; a checkpoint's recorded
+# config is read with the new ones (`checkpoint.upgrade_recorded`).
+RENAMED_FIELDS = {
+    "schedule.bce_steps": "schedule.supervised_steps",
+    "discriminator": "critic",
+    "optim.g_learning_rate": "optim.generator_learning_rate",
+    "optim.d_learning_rate": "optim.critic_learning_rate",
+}
+
+
+def renamed_field(dotted: str) -> str | None:
+    """The current name of an old field `dotted` (or of a field of an old section), else None."""
+    for old, new in RENAMED_FIELDS.items():
+        if dotted == old or dotted.startswith(old + "."):
+            return new + dotted[len(old) :]
+    return None
+
+
+def renamed_message(dotted: str) -> str | None:
+    """The one-line refusal of an old field name, or None when `dotted` is not one."""
+    new = renamed_field(dotted)
+    return None if new is None else f"config field {dotted!r} is now called {new!r}; rename it"
+
+
 class ConfigError(ValueError):
     """A config value or combination the run cannot use; the message is one line naming the
     field, the value and the fix. The command line exits with status 2 (a usage error)."""

@@ -18,7 +18,7 @@ import traceback
 import ml_collections
 from absl import flags
 
-from jaxgan.choices import MISSING, close_match, field_at
+from jaxgan.choices import MISSING, close_match, field_at, renamed_message
 
 USAGE = 2  # exit status of a command-line mistake, as argparse and absl use it
 MAX_CONFIG_FILE_BYTES = 1 << 20  # a config file is a short Python file
@@ -210,6 +210,8 @@ def prepare(argv: list[str], value_flags) -> list[str]:
         if field is None:
             continue
         value = field_at(config, field)
+        if value is MISSING and renamed_message(field):
+            raise UsageError(f"{renamed_message(field)} (from {token})")
         if value is MISSING:
             hint = close_match(field, _fields(config))
             raise UsageError(

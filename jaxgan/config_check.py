@@ -17,7 +17,14 @@ import ml_collections
 
 from jaxgan import checkpoint, parallel
 from jaxgan.base_config import get_base_config
-from jaxgan.choices import MISSING, ConfigError, choose_one, close_match, field_at
+from jaxgan.choices import (
+    MISSING,
+    ConfigError,
+    choose_one,
+    close_match,
+    field_at,
+    renamed_message,
+)
 from jaxgan.data import augment
 from jaxgan.data.datasets import SOURCES
 from jaxgan.losses import ClassificationLoss
@@ -76,16 +83,16 @@ RANGES = {
     "method.beta": POSITIVE,
     "method.n_critic": AT_LEAST_1,
     "method.threshold": UNIT_OPEN,
-    "discriminator.embed_dim": AT_LEAST_1,
-    "discriminator.hidden_dim": AT_LEAST_1,
-    "discriminator.num_layers": AT_LEAST_1,
-    "discriminator.negative_slope": UNIT_HALF_OPEN,
-    "optim.g_learning_rate": POSITIVE,
-    "optim.d_learning_rate": POSITIVE,
+    "critic.embed_dim": AT_LEAST_1,
+    "critic.hidden_dim": AT_LEAST_1,
+    "critic.num_layers": AT_LEAST_1,
+    "critic.negative_slope": UNIT_HALF_OPEN,
+    "optim.generator_learning_rate": POSITIVE,
+    "optim.critic_learning_rate": POSITIVE,
     "optim.b1": UNIT_HALF_OPEN,
     "optim.b2": UNIT_HALF_OPEN,
     "optim.weight_decay": AT_LEAST_0,
-    "schedule.bce_steps": AT_LEAST_0,
+    "schedule.supervised_steps": AT_LEAST_0,
     "schedule.adversarial_steps": AT_LEAST_0,
     "schedule.log_every": AT_LEAST_0,
     "schedule.eval_every": AT_LEAST_0,
@@ -176,6 +183,8 @@ def _field_types(dataset) -> dict:
 def _check_fields(config, dataset) -> None:
     types = _field_types(dataset)
     for path, value in _leaves(config):
+        if path not in types and renamed_message(path):
+            raise ConfigError(renamed_message(path))
         if path not in types:
             raise ConfigError(
                 f"unknown config field {path!r}{close_match(path, types)}: neither "

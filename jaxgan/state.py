@@ -18,10 +18,11 @@ FEATURE_EXTRACTORS = ("snapshot", "pretrained")
 class TrainState:
     """Everything a checkpoint must hold to continue training exactly.
 
-    step: generator updates so far, over both phases (the BCE phase is steps [0, bce_steps)).
-    d_step: discriminator updates so far.
+    step: generator updates so far, over both phases (the supervised phase is steps
+      [0, supervised_steps)).
+    critic_updates: critic updates so far.
     g_params / g_batch_stats / g_opt_state: the generator G and its Adam state.
-    d_params / d_opt_state: the critic D and its Adam state.
+    critic_params / critic_opt_state: the critic D and its Adam state.
     f_variables: the frozen feature extractor f_ext ({'params', 'batch_stats'} of G's
       backbone), a snapshot taken when the adversarial phase starts (or the pretrained one).
     f_ext_taken: whether `f_variables` is what the adversarial phase must use (the snapshot
@@ -34,12 +35,12 @@ class TrainState:
     """
 
     step: jax.Array
-    d_step: jax.Array
+    critic_updates: jax.Array
     g_params: Any
     g_batch_stats: Any
     g_opt_state: optax.OptState
-    d_params: Any
-    d_opt_state: optax.OptState
+    critic_params: Any
+    critic_opt_state: optax.OptState
     f_variables: Variables
     f_ext_taken: jax.Array
     rng: jax.Array
@@ -70,9 +71,9 @@ def snapshot_feature_extractor(state: TrainState, from_ema: bool = False) -> Tra
 def create_train_state(
     rng: jax.Array,
     g_variables: Variables,
-    d_params: Any,
-    g_tx,
-    d_tx,
+    critic_params: Any,
+    generator_tx,
+    critic_tx,
     f_ext_taken: bool = False,
     ema: bool = False,
 ) -> TrainState:
@@ -84,12 +85,12 @@ def create_train_state(
     batch_stats = g_variables.get("batch_stats", {})
     return TrainState(
         step=jnp.zeros((), jnp.int32),
-        d_step=jnp.zeros((), jnp.int32),
+        critic_updates=jnp.zeros((), jnp.int32),
         g_params=g_params,
         g_batch_stats=batch_stats,
-        g_opt_state=g_tx.init(g_params),
-        d_params=d_params,
-        d_opt_state=d_tx.init(d_params),
+        g_opt_state=generator_tx.init(g_params),
+        critic_params=critic_params,
+        critic_opt_state=critic_tx.init(critic_params),
         f_variables=copy_tree({"params": g_params, "batch_stats": batch_stats}),
         f_ext_taken=jnp.asarray(f_ext_taken, jnp.bool_),
         rng=jax.random.key_data(rng),

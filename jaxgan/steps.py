@@ -31,9 +31,9 @@ class StepContext:
     """What the steps need besides state and data: the modules, optimisers and method knobs."""
 
     generator: nn.Module
-    discriminator: nn.Module
-    g_tx: optax.GradientTransformation
-    d_tx: optax.GradientTransformation
+    critic: nn.Module
+    generator_tx: optax.GradientTransformation
+    critic_tx: optax.GradientTransformation
     classification_loss: losses.ClassificationLoss = losses.ClassificationLoss()
     alpha: float = 10.0
     gp_weight: float = 10.0
@@ -44,13 +44,13 @@ class StepContext:
     ema_decay: float = 0.0  # model.ema_decay: 0 = no moving average of G
 
     @classmethod
-    def from_config(cls, config, generator, discriminator, g_tx, d_tx) -> "StepContext":
+    def from_config(cls, config, generator, critic, generator_tx, critic_tx) -> "StepContext":
         m = config.method
         return cls(
             generator=generator,
-            discriminator=discriminator,
-            g_tx=g_tx,
-            d_tx=d_tx,
+            critic=critic,
+            generator_tx=generator_tx,
+            critic_tx=critic_tx,
             classification_loss=losses.ClassificationLoss.from_config(m),
             alpha=m.alpha,
             gp_weight=m.gp_weight,
@@ -76,10 +76,10 @@ def supervised_keys(state: TrainState) -> dict[str, jax.Array]:
 
 
 def critic_keys(state: TrainState) -> dict[str, jax.Array]:
-    """The randomness of the critic update at `state.d_step`: the sample ŷ, G's dropout while
-    drawing it, ε of the gradient penalty's interpolation, and the mismatched pairing."""
-    sample, dropout, eps = jax.random.split(_key(state, CRITIC_STREAM, state.d_step), 3)
-    pairing = _key(state, PAIRING_STREAM, state.d_step)
+    """The randomness of the critic update at `state.critic_updates`: the sample ŷ, G's dropout
+    while drawing it, ε of the gradient penalty's interpolation, and the mismatched pairing."""
+    sample, dropout, eps = jax.random.split(_key(state, CRITIC_STREAM, state.critic_updates), 3)
+    pairing = _key(state, PAIRING_STREAM, state.critic_updates)
     return {"sample": sample, "dropout": dropout, "eps": eps, "pairing": pairing}
 
 
@@ -103,7 +103,7 @@ def _generator_train(ctx: StepContext, params, batch_stats, images, key):
 
 def _features(ctx: StepContext, state: TrainState, images) -> jax.Array | None:
     """z = f_ext(x): the frozen backbone, never differentiated; None for an unconditional D."""
-    if not ctx.discriminator.conditional:
+    if not ctx.critic.conditional:
         return None
     z = ctx.generator.apply(state.f_variables, images, train=False, features_only=True)
     return jax.lax.stop_gradient(z)
@@ -116,8 +116,8 @@ def _sample(ctx: StepContext, key, logits) -> jax.Array:
     return gumbel_sigmoid(key, logits, ctx.beta, ctx.straight_through)
 
 
-def _critic(ctx: StepContext, d_params):
-    return lambda labels, features: ctx.discriminator.apply({"params": d_params}, labels, features)
+def _scorer(ctx: StepContext, critic_params):
+    return lambda labels, features: ctx.critic.apply({"params": critic_params}, labels, features)
 
 
 def _nonfinite(network_bit: int, loss: jax.Array, grads) -> jax.Array:
@@ -141,7 +141,7 @@ def _update_generator(state: TrainState, grads, batch_stats, ctx: StepContext) -
     """Applies one update of G (both phases go through here, so they cannot drift apart): its
     optimiser step, the running statistics its training-mode pass measured, the moving
     average of both when `ctx.ema_decay` > 0, and the step counter."""
-    params, opt_state = _apply_gradients(ctx.g_tx, grads, state.g_opt_state, state.g_params)
+    params, opt_state = _apply_gradients(ctx.generator_tx, grads, state.g_opt_state, state.g_params)
     g_ema = state.g_ema
     if ctx.ema_decay > 0:
         new = {"params": params, "batch_stats": batch_stats}
@@ -171,9 +171,7 @@ def supervised_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[T
     return state, {ctx.classification_loss.name: loss, "nonfinite": nonfinite}
 
 
-def discriminator_step(
-    state: TrainState, batches: dict, ctx: StepContext
-) -> tuple[TrainState, dict]:
+def critic_step(state: TrainState, batches: dict, ctx: StepContext) -> tuple[TrainState, dict]:
     """One critic update on Eq. 4, each pair kind from its own batch.
 
     batches: pair kind -> batch, one per kind of `ctx.pair_kinds` (`pairs`: "matched",
@@ -202,8 +200,8 @@ def discriminator_step(
         mismatched_features = _features(ctx, state, mismatched["image"])
         other_labels, pair_weights = pairs.mismatched_labels(keys["pairing"], mismatched["labels"])
 
-    def loss_fn(d_params):
-        critic = _critic(ctx, d_params)
+    def loss_fn(critic_params):
+        critic = _scorer(ctx, critic_params)
         real = critic(matched["labels"], real_features)
         fake = critic(fake_labels, fake_features)
         wrong, weights = None, None
@@ -213,10 +211,18 @@ def discriminator_step(
         loss = losses.critic_loss(real, fake, wrong, penalty, ctx.gp_weight, weights)
         return loss, {"wasserstein": jnp.mean(real) - jnp.mean(fake), "gradient_penalty": penalty}
 
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
-    params, opt_state = _apply_gradients(ctx.d_tx, grads, state.d_opt_state, state.d_params)
-    state = state.replace(d_step=state.d_step + 1, d_params=params, d_opt_state=opt_state)
-    return state, {"d_loss": loss, **metrics, "nonfinite": _nonfinite(CRITIC_FAILED, loss, grads)}
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic_params)
+    params, opt_state = _apply_gradients(
+        ctx.critic_tx, grads, state.critic_opt_state, state.critic_params
+    )
+    state = state.replace(
+        critic_updates=state.critic_updates + 1, critic_params=params, critic_opt_state=opt_state
+    )
+    return state, {
+        "critic_loss": loss,
+        **metrics,
+        "nonfinite": _nonfinite(CRITIC_FAILED, loss, grads),
+    }
 
 
 def generator_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[TrainState, dict]:
@@ -224,7 +230,7 @@ def generator_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[Tr
     keys = generator_keys(state)
     sample_key, dropout_key = keys["sample"], keys["dropout"]
     features = _features(ctx, state, batch["image"])
-    critic = _critic(ctx, state.d_params)
+    critic = _scorer(ctx, state.critic_params)
     loss_name = ctx.classification_loss.name
 
     def loss_fn(params):
@@ -234,7 +240,11 @@ def generator_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[Tr
         scores = critic(_sample(ctx, sample_key, logits), features)
         classification = ctx.classification_loss(logits, batch["labels"])
         loss = losses.generator_loss(scores, classification, ctx.alpha)
-        metrics = {"g_loss": loss, loss_name: classification, "g_critic": jnp.mean(scores)}
+        metrics = {
+            "generator_loss": loss,
+            loss_name: classification,
+            "critic_score": jnp.mean(scores),
+        }
         return loss, (batch_stats, metrics)
 
     (loss, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -248,11 +258,11 @@ def adversarial_step(
     state: TrainState, critic_batches: dict, generator_batch: dict, ctx: StepContext
 ) -> tuple[TrainState, dict]:
     """One whole phase-2 update as a single compiled call: n_critic critic updates, then one
-    generator update. `critic_batches` is `discriminator_step`'s dict with a leading axis of
+    generator update. `critic_batches` is `critic_step`'s dict with a leading axis of
     length n_critic (fresh batches for every update; `pairs.batches_per_update` counts them)."""
 
     def one_critic_update(carry, batches):
-        return discriminator_step(carry, batches, ctx)
+        return critic_step(carry, batches, ctx)
 
     state, critic_metrics = jax.lax.scan(one_critic_update, state, critic_batches)
     state, generator_metrics = generator_step(state, generator_batch, ctx)

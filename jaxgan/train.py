@@ -17,7 +17,7 @@ from jaxgan.data import input_pipeline
 from jaxgan.data.datasets import get_source
 from jaxgan.metric_writer import MetricWriter
 from jaxgan.models import create_generator
-from jaxgan.models.discriminator import create_discriminator
+from jaxgan.models.critic import create_critic
 from jaxgan.state import create_train_state, snapshot_feature_extractor
 
 
@@ -36,7 +36,7 @@ def batches_per_update(config) -> int:
 
 def batches_consumed(config, step: int) -> int:
     """The training stream's position after `step` generator updates."""
-    supervised = min(step, config.schedule.bce_steps)
+    supervised = min(step, config.schedule.supervised_steps)
     return supervised + (step - supervised) * batches_per_update(config)
 
 
@@ -50,13 +50,13 @@ class Run:
         self.num_labels = self.source.num_labels
         self.mesh = parallel.create_mesh()
         self.generator = create_generator(config.model, self.num_labels)
-        self.discriminator = create_discriminator(config)
-        g_tx = make_optimizer(config.optim.g_learning_rate, config.optim)
-        d_tx = make_optimizer(config.optim.d_learning_rate, config.optim)
+        self.critic = create_critic(config)
+        generator_tx = make_optimizer(config.optim.generator_learning_rate, config.optim)
+        critic_tx = make_optimizer(config.optim.critic_learning_rate, config.optim)
         self.ctx = steps.StepContext.from_config(
-            config, self.generator, self.discriminator, g_tx, d_tx
+            config, self.generator, self.critic, generator_tx, critic_tx
         )
-        self.state = self._init_state(g_tx, d_tx)
+        self.state = self._init_state(generator_tx, critic_tx)
         self.meta = metadata(config, self.source.class_names)
         self.checkpointer = Checkpointer(workdir, config.schedule.keep_checkpoints)
         self.classifier = evaluate.Classifier(config, self.source.class_names, self.mesh)
@@ -65,11 +65,11 @@ class Run:
         self.supervised_step, self.adversarial_step = compiled.supervised, compiled.adversarial
         self.data_sharding, self.stacked_sharding = compiled.data, compiled.stacked
 
-    def _init_state(self, g_tx, d_tx):
+    def _init_state(self, generator_tx, critic_tx):
         """The initial state, built by two jitted functions (G's variables, then everything
         else) rather than op by op: two compilations instead of one per initialiser."""
         config = self.config
-        g_key, d_key, run_key = jax.random.split(jax.random.key(config.seed), 3)
+        g_key, critic_key, run_key = jax.random.split(jax.random.key(config.seed), 3)
         size = config.data.image_size
         image = jnp.zeros((1, size, size, 3), jnp.float32)
         repl = parallel.replicated(self.mesh)
@@ -85,15 +85,21 @@ class Run:
         pretrained_f_ext = config.method.feature_extractor == "pretrained"
         uses_ema = evaluate.uses_ema(config)
 
-        def init_rest(g_variables, d_key, run_key):
+        def init_rest(g_variables, critic_key, run_key):
             features = self.generator.apply(g_variables, image, train=False, features_only=True)
             labels = jnp.zeros((1, self.num_labels))
-            d_params = self.discriminator.init(d_key, labels, features)["params"]
+            critic_params = self.critic.init(critic_key, labels, features)["params"]
             return create_train_state(
-                run_key, g_variables, d_params, g_tx, d_tx, pretrained_f_ext, uses_ema
+                run_key,
+                g_variables,
+                critic_params,
+                generator_tx,
+                critic_tx,
+                pretrained_f_ext,
+                uses_ema,
             )
 
-        return jax.jit(init_rest, out_shardings=repl)(g_variables, d_key, run_key)
+        return jax.jit(init_rest, out_shardings=repl)(g_variables, critic_key, run_key)
 
     def restore(self) -> bool:
         """Resumes from the newest checkpoint that restores; False if the workdir has none.
@@ -135,7 +141,7 @@ def step_batches(config, source, step: int) -> Iterator[tuple[str, tuple]]:
     threads at once (see `image_input`), and the loop iterates them in `DevicePrefetch`'s
     thread while evaluation builds its own pipelines on the main thread."""
     schedule, method = config.schedule, config.method
-    total = schedule.bce_steps + schedule.adversarial_steps
+    total = schedule.supervised_steps + schedule.adversarial_steps
     records = input_pipeline.train_records(source, config.data, config.seed)
 
     def stream(at):
@@ -149,10 +155,10 @@ def step_batches(config, source, step: int) -> Iterator[tuple[str, tuple]]:
         )
 
     phases = []
-    if step < schedule.bce_steps:
-        batches = stream(step).take(schedule.bce_steps - step)
+    if step < schedule.supervised_steps:
+        batches = stream(step).take(schedule.supervised_steps - step)
         phases.append(("supervised", batches.map(lambda batch: (batch,))))
-    start = max(step, schedule.bce_steps)
+    start = max(step, schedule.supervised_steps)
     if start < total:
         kinds = pairs.pair_kinds(method.negative_sampling)
         updates = input_pipeline.group_updates(stream(start), method.n_critic, kinds)
@@ -178,7 +184,7 @@ def take_feature_extractor_if_due(state, mesh, from_ema: bool = False):
     """The adversarial phase's f_ext: a snapshot of G now, unless the state records that it
     has one (taken earlier, or the pretrained backbone). The loop asks whenever it enters the
     phase, at the boundary or when resuming inside it, so a run resumed past a lowered
-    `schedule.bce_steps` takes the snapshot too instead of keeping a random f_ext. `from_ema`
+    `schedule.supervised_steps` takes the snapshot too instead of keeping a random f_ext. `from_ema`
     (`method.snapshot_ema`): the snapshot is G's moving average."""
     if bool(jax.device_get(state.f_ext_taken)):
         return state
@@ -208,6 +214,7 @@ def _check_finite(pending: list, config, checkpointer) -> None:
     named = ((steps.CRITIC_FAILED, "the critic's"), (steps.GENERATOR_FAILED, "the generator's"))
     networks = " and ".join(name for bit, name in named if bits & bit)
     checkpointer.wait()
+    optim = config.optim
     latest = checkpointer.latest_step()
     kept = (
         f"nothing after the checkpoint at step {latest} was saved"
@@ -216,9 +223,9 @@ def _check_finite(pending: list, config, checkpointer) -> None:
     )
     raise NonFiniteError(
         f"training diverged at step {step} ({phase} phase): {networks} loss or gradient "
-        f"norm is not finite (optim.g_learning_rate={config.optim.g_learning_rate}, "
-        f"optim.d_learning_rate={config.optim.d_learning_rate}); {kept}; lower the learning "
-        "rates and rerun to resume from there"
+        f"norm is not finite (optim.generator_learning_rate={optim.generator_learning_rate}, "
+        f"optim.critic_learning_rate={optim.critic_learning_rate}); {kept}; lower the "
+        "learning rates and rerun to resume from there"
     )
 
 
@@ -233,7 +240,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     checkpoint.check_workdir(workdir, needed_bytes=checkpoint.state_bytes(run.state))
     writer = MetricWriter(workdir)
     schedule = config.schedule
-    total = schedule.bce_steps + schedule.adversarial_steps
+    total = schedule.supervised_steps + schedule.adversarial_steps
     if run.restore():
         writer.write(
             {"event": "resumed", "step": int(run.state.step)},
@@ -252,7 +259,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         },
         f"training {config.model.name} on {config.data.name} ({run.num_labels} labels, "
         f"{run.source.num_examples('train')} train images) on {jax.device_count()} device(s): "
-        f"{schedule.bce_steps} supervised ({config.method.classification_loss}) + "
+        f"{schedule.supervised_steps} supervised ({config.method.classification_loss}) + "
         f"{schedule.adversarial_steps} adversarial steps",
     )
     kinds = len(pairs.pair_kinds(config.method.negative_sampling))
@@ -285,7 +292,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
             step += 1
             values = dict(values)
             nonfinite.append((step, phase, values.pop("nonfinite")))
-            phase_end = step in (schedule.bce_steps, total)
+            phase_end = step in (schedule.supervised_steps, total)
             logging_due = schedule.log_every and (step % schedule.log_every == 0 or phase_end)
             eval_due = phase_end or (schedule.eval_every and step % schedule.eval_every == 0)
             every = schedule.checkpoint_every
@@ -296,8 +303,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 values = jax.device_get(values)
                 rate = pace.report(phase)
                 left = pace.seconds_left(
-                    max(schedule.bce_steps - step, 0),
-                    total - max(step, schedule.bce_steps),
+                    max(schedule.supervised_steps - step, 0),
+                    total - max(step, schedule.supervised_steps),
                     prior,
                 )
                 record = {"step": step, "phase": phase, **values}
@@ -342,7 +349,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 def _phase_of(config, step: int) -> str:
-    return "supervised" if step <= config.schedule.bce_steps else "adversarial"
+    return "supervised" if step <= config.schedule.supervised_steps else "adversarial"
 
 
 def _evaluate_and_log(run: Run, writer: MetricWriter, when: str) -> dict:

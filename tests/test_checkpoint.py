@@ -1,10 +1,12 @@
 import chex
+import flax.serialization
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from tiny import make_context, make_state
 
-from jaxgan.checkpoint import Checkpointer
+from jaxgan.checkpoint import RENAMED_STATE_FIELDS, Checkpointer
 
 META = {
     "model": "resnet_small",
@@ -17,7 +19,7 @@ META = {
 
 def test_round_trip_restores_every_field(tmp_path):
     ctx = make_context()
-    state = make_state(ctx, seed=0).replace(step=np.int32(7), d_step=np.int32(21))
+    state = make_state(ctx, seed=0).replace(step=np.int32(7), critic_updates=np.int32(21))
     checkpointer = Checkpointer(str(tmp_path))
     checkpointer.save(state, META)
     checkpointer.wait()
@@ -27,7 +29,38 @@ def test_round_trip_restores_every_field(tmp_path):
     assert not all(np.array_equal(a, b) for a, b in pairs)
     restored, _ = Checkpointer(str(tmp_path)).restore(fresh, META)
     chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(state))
-    assert int(restored.step) == 7 and int(restored.d_step) == 21
+    assert int(restored.step) == 7 and int(restored.critic_updates) == 21
+
+
+def test_a_checkpoint_made_before_the_renames_restores_and_reads_with_todays_names(tmp_path):
+    """Checkpoints made when the critic's fields were d_params / d_opt_state / d_step and its
+    config section `discriminator`, the supervised phase's length `schedule.bce_steps`: they
+    restore, resume (the resume fields compared under today's names) and read back."""
+    ctx = make_context()
+    state = make_state(ctx, seed=0).replace(step=np.int32(7), critic_updates=np.int32(21))
+    saved = flax.serialization.to_state_dict(jax.device_get(state))
+    for new, old in RENAMED_STATE_FIELDS.items():
+        saved[old] = saved.pop(new)
+    old_meta = {
+        **META,
+        "resume": {"schedule.bce_steps": 4, "discriminator.num_layers": 2},
+        "config": {"schedule": {"bce_steps": 4}, "discriminator": {"num_layers": 2}},
+    }
+    checkpointer = Checkpointer(str(tmp_path))
+    checkpointer.manager.save(
+        7,
+        args=ocp.args.Composite(state=ocp.args.PyTreeSave(saved), meta=ocp.args.JsonSave(old_meta)),
+    )
+    checkpointer.wait()
+    meta = {**META, "resume": {"schedule.supervised_steps": 4, "critic.num_layers": 2}}
+    restored, recorded = Checkpointer(str(tmp_path)).restore(
+        make_state(ctx, seed=1), meta, resume=True
+    )
+    chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(state))
+    assert recorded["config"] == {"schedule": {"supervised_steps": 4}, "critic": {"num_layers": 2}}
+    changed = {**META, "resume": {"schedule.supervised_steps": 5}}
+    with pytest.raises(ValueError, match="made with schedule.supervised_steps=4"):
+        Checkpointer(str(tmp_path)).restore(make_state(ctx), changed, resume=True)
 
 
 def test_keeps_only_the_newest(tmp_path):
@@ -61,12 +94,10 @@ import errno  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
 
-import orbax.checkpoint as ocp  # noqa: E402
-
 from jaxgan import checkpoint as checkpoint_lib  # noqa: E402
 from jaxgan.checkpoint import CheckpointError  # noqa: E402
 
-RESUMABLE = {**META, "resume": {"schedule.bce_steps": 4, "discriminator.hidden_dim": 16}}
+RESUMABLE = {**META, "resume": {"schedule.supervised_steps": 4, "critic.hidden_dim": 16}}
 
 
 def save_steps(workdir, scores, keep=2, meta=META):
@@ -165,7 +196,7 @@ def test_an_empty_step_folder_left_by_a_crash_is_ignored(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "field,value",
-    [("schedule.bce_steps", 2), ("discriminator.hidden_dim", 32)],
+    [("schedule.supervised_steps", 2), ("critic.hidden_dim", 32)],
 )
 def test_a_resume_with_another_schedule_or_critic_is_refused_naming_the_field(
     tmp_path, field, value
@@ -184,11 +215,11 @@ def test_a_critic_of_another_shape_is_refused_with_the_array_named(tmp_path):
     wider = make_context()
     wider = wider.__class__(
         wider.generator,
-        wider.discriminator.clone(hidden_dim=32),
-        wider.g_tx,
-        wider.d_tx,
+        wider.critic.clone(hidden_dim=32),
+        wider.generator_tx,
+        wider.critic_tx,
     )
-    with pytest.raises(CheckpointError, match="d_params/.* of shape .* but the config builds"):
+    with pytest.raises(CheckpointError, match="critic_params/.* of shape .* but the config builds"):
         Checkpointer(str(tmp_path)).restore(make_state(wider), META)
 
 

@@ -14,10 +14,18 @@ from jaxgan.config_check import check_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = {
-    "digit_scenes": ["", "bce"],
-    "coco": ["", "bce", "vgg16", "inception_v3", "resnet101", "resnet152", "resnet152,bce"],
-    "nuswide": ["", "bce", "vgg16", "inception_v3,bce", "resnet152"],
-    "custom": ["", "bce", "cpu", "cpu,bce", "resnet18", "resnet101,bce", "vgg16"],
+    "digit_scenes": ["", "no_critic"],
+    "coco": [
+        "",
+        "no_critic",
+        "vgg16",
+        "inception_v3",
+        "resnet101",
+        "resnet152",
+        "resnet152,no_critic",
+    ],
+    "nuswide": ["", "no_critic", "vgg16", "inception_v3,no_critic", "resnet152"],
+    "custom": ["", "no_critic", "cpu", "cpu,no_critic", "resnet18", "resnet101,no_critic", "vgg16"],
 }
 
 
@@ -95,17 +103,17 @@ def test_choose_one_lists_every_choice_and_suggests_only_near_ones():
         ("method.asl.gamma_neg", -1.0, 0.0),
         ("method.asl.gamma_pos", -0.1, 0.0),
         ("method.asl.clip", 1.0, 0.0),
-        ("optim.g_learning_rate", 0.0, 1e-9),
-        ("optim.d_learning_rate", -1e-4, 1e-9),
-        ("optim.g_learning_rate", float("nan"), 1e-3),
-        ("optim.d_learning_rate", float("inf"), 1e-3),
+        ("optim.generator_learning_rate", 0.0, 1e-9),
+        ("optim.critic_learning_rate", -1e-4, 1e-9),
+        ("optim.generator_learning_rate", float("nan"), 1e-3),
+        ("optim.critic_learning_rate", float("inf"), 1e-3),
         ("optim.b1", 1.0, 0.0),
         ("optim.b2", -0.1, 0.0),
         ("optim.weight_decay", -1e-4, 0.0),
-        ("discriminator.embed_dim", 0, 1),
-        ("discriminator.num_layers", 0, 1),
-        ("discriminator.negative_slope", 1.0, 0.0),
-        ("schedule.bce_steps", -1, 0),
+        ("critic.embed_dim", 0, 1),
+        ("critic.num_layers", 0, 1),
+        ("critic.negative_slope", 1.0, 0.0),
+        ("schedule.supervised_steps", -1, 0),
         ("schedule.adversarial_steps", -1, 0),
         ("schedule.log_every", -1, 0),
         ("schedule.eval_every", -1, 0),
@@ -210,6 +218,24 @@ def test_a_config_file_field_nobody_reads_is_refused_with_its_name():
     refused(other, "unknown config field 'data.builder_config'", "'coco'")
 
 
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("schedule.bce_steps", "schedule.supervised_steps"),
+        ("optim.d_learning_rate", "optim.critic_learning_rate"),
+        ("optim.g_learning_rate", "optim.generator_learning_rate"),
+        ("discriminator.num_layers", "critic.num_layers"),
+    ],
+)
+def test_an_old_field_name_is_refused_with_the_new_one(old, new):
+    config = get_config("coco")
+    section, name = old.split(".")
+    if section not in config:
+        config[section] = ml_collections.ConfigDict()
+    config[section][name] = 3  # a config file written before the rename
+    refused(config, f"config field {old!r} is now called {new!r}")
+
+
 def test_a_config_missing_a_field_is_refused():
     settings = get_config().to_dict()
     del settings["optim"]["b2"]
@@ -218,7 +244,7 @@ def test_a_config_missing_a_field_is_refused():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("method.alpha", "10"), ("method.conditional", 1), ("schedule.bce_steps", 2.5),
+    [("method.alpha", "10"), ("method.conditional", 1), ("schedule.supervised_steps", 2.5),
      ("model.name", 3), ("data.data_dir", 5)],
 )  # fmt: skip
 def test_a_value_of_the_wrong_type_is_refused(field, value):
@@ -236,7 +262,7 @@ def test_a_bad_config_stops_training_before_any_data_model_or_workdir(monkeypatc
     def touched(*_, **__):
         raise AssertionError("touched before the config was checked")
 
-    for name in ("get_source", "create_generator", "create_discriminator"):
+    for name in ("get_source", "create_generator", "create_critic"):
         monkeypatch.setattr(train, name, touched)
     monkeypatch.setattr(train.checkpoint, "check_workdir", touched)
     workdir = tmp_path / "run"

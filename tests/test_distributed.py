@@ -79,14 +79,14 @@ def runs(tmp_path_factory):
 def test_two_processes_train_as_one(runs):
     two, one = runs
     config = tiny_config("")
-    end = config.schedule.bce_steps + config.schedule.adversarial_steps
+    end = config.schedule.supervised_steps + config.schedule.adversarial_steps
     assert os.path.isdir(os.path.join(two, "checkpoints", str(end)))
     with (
         np.load(os.path.join(two, "final_state.npz")) as a,
         np.load(os.path.join(one, "final_state.npz")) as b,
     ):
         assert sorted(a.files) == sorted(b.files)
-        assert int(a[".step"]) == end and int(a[".d_step"]) == 2 * config.method.n_critic
+        assert int(a[".step"]) == end and int(a[".critic_updates"]) == 2 * config.method.n_critic
         for name in a.files:
             np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
     train_two = [r for r in records(two) if "phase" in r and "eval" not in r]

@@ -20,7 +20,7 @@ TF_FREE = [
     "jaxgan.checkpoint",
     "jaxgan.models",
     "jaxgan.models.resnet",
-    "jaxgan.models.discriminator",
+    "jaxgan.models.critic",
     "jaxgan.models.vgg",
     "jaxgan.models.inception",
     "jaxgan.weights",

@@ -15,12 +15,12 @@ TINY = [
     "--config.data.builder_config=small",
     "--config.data.image_size=16",
     "--config.model.width=4",
-    "--config.discriminator.embed_dim=8",
-    "--config.discriminator.hidden_dim=16",
-    "--config.discriminator.num_layers=2",
+    "--config.critic.embed_dim=8",
+    "--config.critic.hidden_dim=16",
+    "--config.critic.num_layers=2",
     "--config.schedule.batch_size=16",
     "--config.schedule.eval_batch_size=64",
-    "--config.schedule.bce_steps=4",
+    "--config.schedule.supervised_steps=4",
     "--config.schedule.adversarial_steps=24",
     "--config.schedule.checkpoint_every=2",
     "--config.schedule.log_every=2",
@@ -72,7 +72,7 @@ def test_training_shows_progress_and_prints_metrics(trained):
     workdir, stdout = trained
     assert "[supervised] bce=" in stdout and "[adversarial]" in stdout
     assert "steps/s" in stdout and "min left" in stdout
-    assert "wasserstein=" in stdout and "d_loss=" in stdout and "g_loss=" in stdout
+    assert "wasserstein=" in stdout and "critic_loss=" in stdout and "generator_loss=" in stdout
     assert "test metrics after step 28" in stdout and "C-F1" in stdout
     record = final_eval(workdir)
     assert record["step"] == 28 and 0.0 <= record["eval"]["CF1"] <= 1.0
@@ -103,7 +103,7 @@ def test_training_scalars_reach_tensorboard(trained):
     for path in glob.glob(os.path.join(trained[0], "tensorboard", "events.out.tfevents.*")):
         for record in tf.data.TFRecordDataset(path):
             tags |= {v.tag for v in tf.compat.v1.Event.FromString(record.numpy()).summary.value}
-    expected = {"train/bce", "train/d_loss", "train/wasserstein", "train/gradient_penalty",
+    expected = {"train/bce", "train/critic_loss", "train/wasserstein", "train/gradient_penalty",
                 "train/steps_per_s", "eval/CF1", "eval/CF1_val_threshold", "eval/mAP"}  # fmt: skip
     assert expected <= tags
 
@@ -171,7 +171,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(trained, data_dir, 
 @pytest.mark.slow
 def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(data_dir, tmp_path):
     workdir = str(tmp_path / "diverging")
-    diverging = ["--config.schedule.bce_steps=2", "--config.optim.d_learning_rate=1e30"]
+    diverging = ["--config.schedule.supervised_steps=2", "--config.optim.critic_learning_rate=1e30"]
     code, stdout, stderr = run(command(workdir, data_dir, *diverging))
     assert code != 0
     last = stderr.strip().splitlines()[-1]
@@ -190,7 +190,7 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(
         (["--config.model.name=resnet18"], "was made with model='resnet_small'"),
         (["--config=configs/missing.py"], "config file 'configs/missing.py' not found"),
         (["--config.schedule.keep_checkpoints=0"], "keep_checkpoints must be >= 1"),
-        (["--config.schedule.bce_steps=3"], "cannot resume the run in"),
+        (["--config.schedule.supervised_steps=3"], "cannot resume the run in"),
         (["--mode=eval", "--checkpoint_step=5"], "no checkpoint at step 5"),
     ],
     ids=[
@@ -269,6 +269,12 @@ MISTAKES = [
     ),
     ([W, "--config=configs/coco.py:nope"], "unknown variant 'nope' in configs/coco.py:nope", False),
     ([W, "--config=configs/digit_scenes.py:gan"], "unknown variant 'gan'", False),
+    ([W, "--config=configs/digit_scenes.py:bce"], "variant 'bce' is now called 'no_critic'", False),
+    (
+        [W, DIGITS, "--config.schedule.bce_steps=4"],
+        "config field 'schedule.bce_steps' is now called 'schedule.supervised_steps'",
+        False,
+    ),
     ([W, "--config=BROKEN/syntax.py"], "syntax.py line 3: invalid syntax", True),
     ([W, "--config=BROKEN/no_get_config.py"], "no_get_config.py defines no get_config()", True),
     (
@@ -288,13 +294,13 @@ MISTAKES = [
     ),
     ([W, "--config=BROKEN/no_variant.py:x"], "takes no variant; drop ':x'", False),
     (
-        [W, DIGITS, "--config.schedule.bce_steps=abc"],
-        "--config.schedule.bce_steps=abc: a value of the wrong type",
+        [W, DIGITS, "--config.schedule.supervised_steps=abc"],
+        "--config.schedule.supervised_steps=abc: a value of the wrong type",
         True,
     ),
     (
-        [W, DIGITS, "--config.schedule.bce_steps", "abc"],
-        "--config.schedule.bce_steps=abc: a value of the wrong type",
+        [W, DIGITS, "--config.schedule.supervised_steps", "abc"],
+        "--config.schedule.supervised_steps=abc: a value of the wrong type",
         True,
     ),
     (

@@ -26,7 +26,7 @@ def read_events(logdir):
 def test_every_number_goes_to_jsonl_and_tensorboard(tmp_path, capsys):
     writer = MetricWriter(str(tmp_path))
     writer.write(
-        {"step": 2, "phase": "adversarial", "d_loss": np.float32(1.5), "wasserstein": 0.25,
+        {"step": 2, "phase": "adversarial", "critic_loss": np.float32(1.5), "wasserstein": 0.25,
          "gradient_penalty": 0.125, "steps_per_s": 3.0},
         "progress line",
     )  # fmt: skip
@@ -35,10 +35,10 @@ def test_every_number_goes_to_jsonl_and_tensorboard(tmp_path, capsys):
     assert capsys.readouterr().out == "progress line\n"
     with open(tmp_path / "metrics.jsonl") as f:
         records = [json.loads(line) for line in f]
-    assert records[0]["d_loss"] == 1.5 and records[1]["eval"]["CF1"] == 0.75
+    assert records[0]["critic_loss"] == 1.5 and records[1]["eval"]["CF1"] == 0.75
     events = read_events(str(tmp_path / "tensorboard"))
     assert events == {
-        "train/d_loss": [(2, 1.5)],
+        "train/critic_loss": [(2, 1.5)],
         "train/wasserstein": [(2, 0.25)],
         "train/gradient_penalty": [(2, 0.125)],
         "train/steps_per_s": [(2, 3.0)],

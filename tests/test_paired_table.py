@@ -34,21 +34,21 @@ def changed(config, path: str, value):
     return config
 
 
-# What the BCE phase never sees: the adversarial phase's settings, lengths, and reporting.
+# What the supervised phase never sees: the adversarial phase's settings, lengths, and reporting.
 PHASE_TWO_ONLY = [
     ("method.alpha", 5.0),
     ("method.straight_through", True),
     ("method.n_critic", 1),
-    ("discriminator.num_layers", 2),
-    ("optim.d_learning_rate", 1e-3),
+    ("critic.num_layers", 2),
+    ("optim.critic_learning_rate", 1e-3),
     ("schedule.adversarial_steps", 7),
-    ("schedule.bce_steps", 9),
+    ("schedule.supervised_steps", 9),
     ("schedule.log_every", 3),
     ("seed", 5),  # the seed is part of the run's folder name instead
 ]
-# What the BCE phase depends on.
+# What the supervised phase depends on.
 PHASE_ONE = [
-    ("optim.g_learning_rate", 3e-4),
+    ("optim.generator_learning_rate", 3e-4),
     ("schedule.batch_size", 8),
     ("model.name", "resnet34"),
     ("data.image_size", 64),

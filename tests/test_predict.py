@@ -43,9 +43,9 @@ def make_config(image_dir, labels, data_dir):
     config.data.image_dir = str(image_dir)
     config.data.labels_file = str(labels)
     config.data.data_dir = str(data_dir)
-    config.discriminator.embed_dim = 8
-    config.discriminator.hidden_dim = 16
-    config.discriminator.num_layers = 2
+    config.critic.embed_dim = 8
+    config.critic.hidden_dim = 16
+    config.critic.num_layers = 2
     config.schedule.batch_size = 4
     config.schedule.eval_batch_size = 4
     return config

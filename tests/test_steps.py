@@ -120,16 +120,16 @@ def g_train(ctx, params, batch_stats, images, dropout_key):
     return logits, updates["batch_stats"]
 
 
-def critic_by_hand(ctx, state, d_params):
+def critic_by_hand(ctx, state, critic_params):
     """D(y, x) with x seen through f_ext (inference mode); D(y) for an unconditional critic."""
 
     def critic(labels, images):
         features = None
-        if ctx.discriminator.conditional:
+        if ctx.critic.conditional:
             features = ctx.generator.apply(
                 state.f_variables, images, train=False, features_only=True
             )
-        return ctx.discriminator.apply({"params": d_params}, labels, features)
+        return ctx.critic.apply({"params": critic_params}, labels, features)
 
     return critic
 
@@ -140,7 +140,7 @@ def sample_by_hand(ctx, key, logits):
     return gumbel_sigmoid(key, logits, ctx.beta, ctx.straight_through)
 
 
-def critic_loss_by_hand(ctx, state, batches, d_params):
+def critic_loss_by_hand(ctx, state, batches, critic_params):
     """Eq. 4 with Table 3's variants, from critic scores computed here."""
     keys = steps.critic_keys(state)
     matched, generated = batches["matched"], batches["generated"]
@@ -148,7 +148,7 @@ def critic_loss_by_hand(ctx, state, batches, d_params):
         ctx, state.g_params, state.g_batch_stats, generated["image"], keys["dropout"]
     )
     fake = sample_by_hand(ctx, keys["sample"], logits)
-    critic = critic_by_hand(ctx, state, d_params)
+    critic = critic_by_hand(ctx, state, critic_params)
     real_scores = critic(matched["labels"], matched["image"])
     fake_scores = critic(fake, generated["image"])
 
@@ -180,7 +180,7 @@ def generator_loss_by_hand(ctx, state, batch, params, with_critic=True):
     loss = ctx.alpha * classification_by_hand(ctx, logits, batch["labels"])
     if with_critic:
         sample = sample_by_hand(ctx, keys["sample"], logits)
-        loss -= jnp.mean(critic_by_hand(ctx, state, state.d_params)(sample, batch["image"]))
+        loss -= jnp.mean(critic_by_hand(ctx, state, state.critic_params)(sample, batch["image"]))
     return loss, batch_stats
 
 
@@ -219,39 +219,39 @@ def test_supervised_step_descends_the_classification_loss(loss_name):
         assert relative_error(bce_grads, grads) > 0.1
     assert relative_error(gradient_of_update(state.g_params, new.g_params), grads) < 1e-3
     chex.assert_trees_all_close(new.g_batch_stats, batch_stats, rtol=1e-5, atol=1e-6)
-    assert_unchanged(state.d_params, new.d_params)
+    assert_unchanged(state.critic_params, new.critic_params)
     assert_unchanged(state.f_variables, new.f_variables)
-    assert int(new.step) == 1 and int(new.d_step) == 0
+    assert int(new.step) == 1 and int(new.critic_updates) == 0
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_critic_step_descends_eq4(variant):
     ctx = context("sgd", variant)
     state, batches = make_state(ctx), first(critic_batches(0, ctx.pair_kinds))
-    new, metrics = jitted(steps.discriminator_step, ctx)(state, batches)
+    new, metrics = jitted(steps.critic_step, ctx)(state, batches)
 
     expected, grads = jax.value_and_grad(
-        lambda d_params: critic_loss_by_hand(ctx, state, batches, d_params)
-    )(state.d_params)
-    assert float(metrics["d_loss"]) == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
-    assert relative_error(gradient_of_update(state.d_params, new.d_params), grads) < 1e-3
+        lambda critic_params: critic_loss_by_hand(ctx, state, batches, critic_params)
+    )(state.critic_params)
+    assert float(metrics["critic_loss"]) == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
+    assert relative_error(gradient_of_update(state.critic_params, new.critic_params), grads) < 1e-3
     # G, its running statistics and f_ext stay fixed while the critic learns.
     assert_unchanged(state.g_variables, new.g_variables)
     assert_unchanged(state.g_opt_state, new.g_opt_state)
     assert_unchanged(state.f_variables, new.f_variables)
-    assert int(new.d_step) == 1 and int(new.step) == 0
+    assert int(new.critic_updates) == 1 and int(new.step) == 0
 
 
 def test_unconditional_critic_sees_no_image():
     """Ablation (d): only the generated images matter (through ŷ); no image reaches D."""
     ctx = context("sgd", "unconditional")
     state, batches = make_state(ctx), first(critic_batches(1, ctx.pair_kinds))
-    step = jitted(steps.discriminator_step, ctx)
+    step = jitted(steps.critic_step, ctx)
     new, metrics = step(state, batches)
     blank = {**batches, "matched": {**batches["matched"], "image": 0 * batches["matched"]["image"]}}
     blank_new, blank_metrics = step(state, blank)
-    assert float(metrics["d_loss"]) == float(blank_metrics["d_loss"])
-    chex.assert_trees_all_equal(new.d_params, blank_new.d_params)
+    assert float(metrics["critic_loss"]) == float(blank_metrics["critic_loss"])
+    chex.assert_trees_all_equal(new.critic_params, blank_new.critic_params)
 
 
 @pytest.mark.parametrize("name", ["full", "unconditional", "no-gumbel", "asl"])
@@ -268,16 +268,16 @@ def test_generator_step_descends_eq2_through_the_critic(name):
     (expected, batch_stats), grads = jax.value_and_grad(loss, has_aux=True)(state.g_params)
     used = gradient_of_update(state.g_params, new.g_params)
     assert ctx.classification_loss.name in metrics
-    assert float(metrics["g_loss"]) == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
+    assert float(metrics["generator_loss"]) == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
     assert relative_error(used, grads) < 1e-3
     chex.assert_trees_all_close(new.g_batch_stats, batch_stats, rtol=1e-5, atol=1e-6)
     # The critic's term reaches G: the update is not that of α·BCE alone.
     without_critic = jax.grad(lambda p: loss(p, with_critic=False)[0])(state.g_params)
     assert relative_error(used, without_critic) > 1e-2
-    assert_unchanged(state.d_params, new.d_params)
-    assert_unchanged(state.d_opt_state, new.d_opt_state)
+    assert_unchanged(state.critic_params, new.critic_params)
+    assert_unchanged(state.critic_opt_state, new.critic_opt_state)
     assert_unchanged(state.f_variables, new.f_variables)
-    assert int(new.step) == 1 and int(new.d_step) == 0
+    assert int(new.step) == 1 and int(new.critic_updates) == 0
 
 
 def test_adversarial_step_is_n_critic_critic_updates_then_one_generator_update():
@@ -287,12 +287,12 @@ def test_adversarial_step_is_n_critic_critic_updates_then_one_generator_update()
 
     expected = state
     for i in range(N_CRITIC):
-        expected, critic_metrics = jitted(steps.discriminator_step, ctx)(
+        expected, critic_metrics = jitted(steps.critic_step, ctx)(
             expected, jax.tree.map(lambda x, i=i: x[i], batches)
         )
     expected, generator_metrics = jitted(steps.generator_step, ctx)(expected, batch)
     chex.assert_trees_all_close(jax.device_get(new), jax.device_get(expected), rtol=1e-5, atol=1e-6)
-    assert int(new.d_step) == N_CRITIC and int(new.step) == 1
+    assert int(new.critic_updates) == N_CRITIC and int(new.step) == 1
     for name, value in {**critic_metrics, **generator_metrics}.items():
         assert float(metrics[name]) == pytest.approx(float(value), rel=1e-5, abs=1e-6), name
 
@@ -327,17 +327,17 @@ def test_steps_flag_the_network_whose_loss_or_gradient_is_not_finite():
     sgd, adam = context("sgd"), context()
     state, batch, batches = make_state(sgd), make_batch(0), critic_batches(0)
     supervised = jitted(steps.supervised_step, sgd)
-    critic = jitted(steps.discriminator_step, sgd)
+    critic = jitted(steps.critic_step, sgd)
     adversarial = jitted(steps.adversarial_step, adam)
     assert int(supervised(state, batch)[1]["nonfinite"]) == 0
     assert int(critic(state, first(batches))[1]["nonfinite"]) == 0
     bad_g = state.replace(g_params=poisoned(state.g_params))
     assert int(supervised(bad_g, batch)[1]["nonfinite"]) == G
-    bad_d = state.replace(d_params=poisoned(state.d_params))
+    bad_d = state.replace(critic_params=poisoned(state.critic_params))
     assert int(critic(bad_d, first(batches))[1]["nonfinite"]) == D
     adam_state = make_state(adam)
     assert int(adversarial(adam_state, batches, batch)[1]["nonfinite"]) == 0
-    bad_d = adam_state.replace(d_params=poisoned(adam_state.d_params))
+    bad_d = adam_state.replace(critic_params=poisoned(adam_state.critic_params))
     # The critic's NaN reaches G's loss through D(ŷ, x): both networks are named.
     assert int(adversarial(bad_d, batches, batch)[1]["nonfinite"]) == G | D
 

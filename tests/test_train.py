@@ -13,7 +13,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 import tensorflow as tf
-from tiny_run import ADVERSARIAL_STEPS, BCE_STEPS, tiny_config
+from tiny_run import ADVERSARIAL_STEPS, SUPERVISED_STEPS, tiny_config
 
 from jaxgan import pairs, train
 from jaxgan.data import input_pipeline
@@ -46,7 +46,7 @@ def trained(tmp_path_factory, data_dir):
 
 def test_f_ext_is_g_as_the_supervised_phase_left_it(trained):
     config, workdir = trained
-    boundary = saved_state(config, workdir, BCE_STEPS)
+    boundary = saved_state(config, workdir, SUPERVISED_STEPS)
     assert not all(
         bool(jnp.array_equal(a, b))
         for a, b in zip(
@@ -56,39 +56,44 @@ def test_f_ext_is_g_as_the_supervised_phase_left_it(trained):
         )
     ), "f_ext must not be G before the adversarial phase starts"
     assert not boundary.f_ext_taken
-    for step in range(BCE_STEPS + 1, BCE_STEPS + ADVERSARIAL_STEPS + 1):
+    for step in range(SUPERVISED_STEPS + 1, SUPERVISED_STEPS + ADVERSARIAL_STEPS + 1):
         later = saved_state(config, workdir, step)
         chex.assert_trees_all_equal(later.f_variables, boundary.g_variables)
         assert later.f_ext_taken
 
 
 def test_resuming_with_a_lowered_boundary_is_refused(trained, tmp_path):
-    """A run resumed with fewer schedule.bce_steps would be inside the adversarial phase at
+    """A run resumed with fewer schedule.supervised_steps would be inside the adversarial phase at
     once, past the boundary where f_ext's snapshot is due: refused in one line naming the
     field, before any step (the snapshot is a recorded fact of the state besides)."""
     config, workdir = trained
-    copy_checkpoint(workdir, BCE_STEPS, str(tmp_path))
-    lowered = tiny_config(config.data.data_dir, bce_steps=BCE_STEPS - 1, adversarial_steps=2)
+    copy_checkpoint(workdir, SUPERVISED_STEPS, str(tmp_path))
+    lowered = tiny_config(
+        config.data.data_dir, supervised_steps=SUPERVISED_STEPS - 1, adversarial_steps=2
+    )
     with pytest.raises(train.checkpoint.CheckpointError) as error:
         train.train_and_evaluate(lowered, str(tmp_path))
     message = str(error.value)
-    assert "\n" not in message and f"schedule.bce_steps={BCE_STEPS}" in message
-    assert os.listdir(os.path.join(tmp_path, "checkpoints")) == [str(BCE_STEPS)]
+    assert "\n" not in message and f"schedule.supervised_steps={SUPERVISED_STEPS}" in message
+    assert os.listdir(os.path.join(tmp_path, "checkpoints")) == [str(SUPERVISED_STEPS)]
 
 
 def test_divergence_stops_the_run_before_anything_bad_is_saved(trained, tmp_path):
     config, workdir = trained
-    copy_checkpoint(workdir, BCE_STEPS, str(tmp_path))
+    copy_checkpoint(workdir, SUPERVISED_STEPS, str(tmp_path))
     huge = tiny_config(config.data.data_dir)
-    huge.optim.d_learning_rate = 1e30  # the critic's second update overflows
+    huge.optim.critic_learning_rate = 1e30  # the critic's second update overflows
     with pytest.raises(train.NonFiniteError) as error:
         train.train_and_evaluate(huge, str(tmp_path))
     message = str(error.value)
     assert "\n" not in message
-    assert f"step {BCE_STEPS + 1} (adversarial phase): the critic's" in message
-    assert "optim.d_learning_rate=1e+30" in message and "optim.g_learning_rate=" in message
-    assert f"nothing after the checkpoint at step {BCE_STEPS} was saved" in message
-    assert os.listdir(os.path.join(tmp_path, "checkpoints")) == [str(BCE_STEPS)]
+    assert f"step {SUPERVISED_STEPS + 1} (adversarial phase): the critic's" in message
+    assert (
+        "optim.critic_learning_rate=1e+30" in message
+        and "optim.generator_learning_rate=" in message
+    )
+    assert f"nothing after the checkpoint at step {SUPERVISED_STEPS} was saved" in message
+    assert os.listdir(os.path.join(tmp_path, "checkpoints")) == [str(SUPERVISED_STEPS)]
     with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
         assert not [line for line in f if '"phase": "adversarial"' in line]
 
@@ -97,10 +102,10 @@ def test_resumed_run_continues_exactly(trained, tmp_path):
     """Resuming inside the adversarial phase reads the data where the first run did: the
     final state is bit for bit the uninterrupted run's."""
     config, workdir = trained
-    resume_at = BCE_STEPS + 1
+    resume_at = SUPERVISED_STEPS + 1
     copy_checkpoint(workdir, resume_at, str(tmp_path))
     train.train_and_evaluate(config, str(tmp_path))
-    end = BCE_STEPS + ADVERSARIAL_STEPS
+    end = SUPERVISED_STEPS + ADVERSARIAL_STEPS
     chex.assert_trees_all_equal(
         saved_state(config, str(tmp_path), end), saved_state(config, workdir, end)
     )
@@ -148,7 +153,7 @@ def test_both_phases_read_one_cached_copy_of_the_split(data_dir, tmp_path):
     source = get_source(config.data)
     batch_size = config.schedule.batch_size
     per_epoch = input_pipeline.batches_per_epoch(source, batch_size)
-    config.schedule.bce_steps = per_epoch  # one full pass fills the cache
+    config.schedule.supervised_steps = per_epoch  # one full pass fills the cache
     resumed = list(train.step_batches(config, source, per_epoch))
     assert [phase for phase, _ in resumed] == ["adversarial"] * ADVERSARIAL_STEPS
     stream = train.step_batches(config, source, 0)
@@ -184,7 +189,7 @@ def test_both_phases_pipelines_are_built_before_any_batch_is_read(data_dir, monk
     stream = train.step_batches(config, get_source(config.data), 0)
     assert built == ["train_dataset", "train_dataset", "group_updates"]
     phases = [phase for phase, _ in stream]
-    assert phases == ["supervised"] * BCE_STEPS + ["adversarial"] * ADVERSARIAL_STEPS
+    assert phases == ["supervised"] * SUPERVISED_STEPS + ["adversarial"] * ADVERSARIAL_STEPS
     assert len(built) == 3
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 
 from jaxgan import steps
-from jaxgan.models.discriminator import Discriminator
+from jaxgan.models.critic import Critic
 from jaxgan.models.resnet import resnet_small
 from jaxgan.state import create_train_state
 
@@ -23,12 +23,12 @@ def make_context(optimizer="adam", **method):
     """A StepContext over a tiny G and D. optimizer="sgd" makes an update `−lr · gradient`, so
     a test can read the gradient a step used from the parameters it changed."""
     generator = resnet_small(num_labels=L, width=4)
-    discriminator = Discriminator(
+    critic = Critic(
         embed_dim=8, hidden_dim=16, num_layers=2, conditional=method.pop("conditional", True)
     )
     make_tx = {"adam": optax.adam, "sgd": optax.sgd}[optimizer]
     return steps.StepContext(
-        generator, discriminator, make_tx(LEARNING_RATE), make_tx(LEARNING_RATE), **method
+        generator, critic, make_tx(LEARNING_RATE), make_tx(LEARNING_RATE), **method
     )
 
 
@@ -46,14 +46,16 @@ def _shifted_statistics(batch_stats, key):
 def make_state(ctx, seed=0, ema=None):
     """`ema`: keep G's moving average (default: when the context's ema_decay is on)."""
     ema = ctx.ema_decay > 0 if ema is None else ema
-    g_key, f_key, d_key, run_key, stats_key = jax.random.split(jax.random.key(seed), 5)
+    g_key, f_key, critic_key, run_key, stats_key = jax.random.split(jax.random.key(seed), 5)
     image = jnp.zeros((1, SIZE, SIZE, 3))
     g_vars = ctx.generator.init(g_key, image, train=False)
     g_vars = {**g_vars, "batch_stats": _shifted_statistics(g_vars["batch_stats"], stats_key)}
     f_vars = ctx.generator.init(f_key, image, train=False)
     features = ctx.generator.apply(f_vars, image, train=False, features_only=True)
-    d_params = ctx.discriminator.init(d_key, jnp.zeros((1, L)), features)["params"]
-    state = create_train_state(run_key, g_vars, d_params, ctx.g_tx, ctx.d_tx, ema=ema)
+    critic_params = ctx.critic.init(critic_key, jnp.zeros((1, L)), features)["params"]
+    state = create_train_state(
+        run_key, g_vars, critic_params, ctx.generator_tx, ctx.critic_tx, ema=ema
+    )
     return state.replace(f_variables=f_vars)
 
 

@@ -5,7 +5,7 @@ import os
 import runpy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BCE_STEPS, ADVERSARIAL_STEPS = 2, 2
+SUPERVISED_STEPS, ADVERSARIAL_STEPS = 2, 2
 
 
 def tiny_config(data_dir, **schedule):
@@ -15,11 +15,11 @@ def tiny_config(data_dir, **schedule):
     config.data.data_dir = data_dir
     config.data.image_size = 16
     config.model.width = 4
-    config.discriminator.update(embed_dim=8, hidden_dim=16, num_layers=2)
+    config.critic.update(embed_dim=8, hidden_dim=16, num_layers=2)
     config.schedule.update(
         batch_size=16,
         eval_batch_size=64,
-        bce_steps=BCE_STEPS,
+        supervised_steps=SUPERVISED_STEPS,
         adversarial_steps=ADVERSARIAL_STEPS,
         log_every=1,
         eval_every=0,

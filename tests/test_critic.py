@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan.models.discriminator import Discriminator
+from jaxgan.models.critic import Critic
 
 
 def param_shapes(params):
@@ -11,7 +11,7 @@ def param_shapes(params):
 
 
 def test_paper_architecture():
-    d = Discriminator()  # defaults: the paper's 256 / 8 x 512 / 1
+    d = Critic()  # defaults: the paper's 256 / 8 x 512 / 1
     params = d.init(jax.random.key(0), jnp.zeros((2, 80)), jnp.zeros((2, 2048)))["params"]
     shapes = param_shapes(params)
     assert shapes["label_embed"]["kernel"] == (80, 256)
@@ -26,7 +26,7 @@ def test_paper_architecture():
 
 def test_scores_equal_the_layers_written_out():
     """z → Dense, y → Dense, concatenate [z, y], leaky-ReLU(0.2) hidden layers, a linear score."""
-    d = Discriminator(embed_dim=8, hidden_dim=16, num_layers=3)
+    d = Critic(embed_dim=8, hidden_dim=16, num_layers=3)
     labels = (jax.random.uniform(jax.random.key(5), (4, 6)) < 0.5).astype(jnp.float32)
     features = jax.random.normal(jax.random.key(6), (4, 7))
     params = jax.tree.map(np.asarray, d.init(jax.random.key(7), labels, features)["params"])
@@ -45,7 +45,7 @@ def test_scores_equal_the_layers_written_out():
 
 
 def test_scores_are_unbounded_per_example_and_depend_on_both_inputs():
-    d = Discriminator(embed_dim=8, hidden_dim=16, num_layers=2)
+    d = Critic(embed_dim=8, hidden_dim=16, num_layers=2)
     labels = jnp.eye(4)[:3]
     features = jax.random.normal(jax.random.key(1), (3, 5))
     params = d.init(jax.random.key(2), labels, features)
@@ -60,7 +60,7 @@ def test_scores_are_unbounded_per_example_and_depend_on_both_inputs():
 
 
 def test_unconditional_critic_ignores_the_image():
-    d = Discriminator(embed_dim=8, hidden_dim=16, num_layers=2, conditional=False)
+    d = Critic(embed_dim=8, hidden_dim=16, num_layers=2, conditional=False)
     labels = jnp.eye(4)[:3]
     params = d.init(jax.random.key(3), labels)
     assert "feature_embed" not in params["params"]
@@ -70,6 +70,6 @@ def test_unconditional_critic_ignores_the_image():
 
 
 def test_conditional_critic_needs_features():
-    d = Discriminator(embed_dim=8, hidden_dim=16, num_layers=2)
+    d = Critic(embed_dim=8, hidden_dim=16, num_layers=2)
     with pytest.raises(ValueError, match="needs image features"):
         d.init(jax.random.key(4), jnp.zeros((1, 4)))

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 
-class Discriminator(nn.Module):
+class Critic(nn.Module):
     """z → Dense(embed), y → Dense(embed), concatenate, num_layers × [Dense(hidden) + leaky
     ReLU], Dense(1). No sigmoid (a Wasserstein critic) and no batch norm (the gradient
     penalty is per example). With `conditional=False` it scores the label set alone, D(y).
@@ -22,7 +22,7 @@ class Discriminator(nn.Module):
         h = nn.Dense(self.embed_dim, name="label_embed")(labels)
         if self.conditional:
             if features is None:
-                raise ValueError("a conditional discriminator needs image features")
+                raise ValueError("a conditional critic needs image features")
             z = nn.Dense(self.embed_dim, name="feature_embed")(features)
             h = jnp.concatenate([z, h], axis=-1)
         for i in range(self.num_layers):
@@ -30,11 +30,11 @@ class Discriminator(nn.Module):
         return nn.Dense(1, name="score")(h)[..., 0]
 
 
-def create_discriminator(config) -> Discriminator:
-    return Discriminator(
-        embed_dim=config.discriminator.embed_dim,
-        hidden_dim=config.discriminator.hidden_dim,
-        num_layers=config.discriminator.num_layers,
-        negative_slope=config.discriminator.negative_slope,
+def create_critic(config) -> Critic:
+    return Critic(
+        embed_dim=config.critic.embed_dim,
+        hidden_dim=config.critic.hidden_dim,
+        num_layers=config.critic.num_layers,
+        negative_slope=config.critic.negative_slope,
         conditional=config.method.conditional,
     )
