@@ -3,7 +3,7 @@
 Variants: configs/coco.py:vgg16 | :inception_v3 | :resnet101 (default) | :resnet152, each
 optionally with `,bce` (`:resnet152,bce`; `:bce` alone for the default backbone): the BCE-only
 baseline, the same number of generator updates with BCE alone.
-Point `model.pretrained` at a converted ImageNet checkpoint (README, "Pretrained backbones").
+Point `model.pretrained` at a converted ImageNet checkpoint (docs/pretrained_weights.md).
 """
 
 from jaxgan.base_config import BACKBONES, bce_only, get_base_config, parse_variant, set_backbone

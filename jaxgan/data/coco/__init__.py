@@ -9,7 +9,7 @@ carved out of train by the config's `train_split` / `validation_split` (default:
 TFDS downloads and builds `coco/2014` once: 37.6 GiB of zips (the unlabelled test2014 and
 test2015 images included), extracted, then stored as records of the original JPEG bytes, so
 the build needs roughly 115 GB free and about 38 GB stay once `<data_dir>/downloads` is
-deleted (estimates from the archive sizes). See README 'MS-COCO 2014' or run
+deleted (estimates from the archive sizes). See docs/datasets.md or run
 `python -m jaxgan.data.coco`.
 """
 

@@ -1,4 +1,4 @@
-"""Your own data: a folder of images plus a labels file (README, 'Your own data').
+"""Your own data: a folder of images plus a labels file (docs/datasets.md).
 
 `make_source` checks the config and the labels file, builds the TFDS dataset the first time
 (skipping and reporting bad image files) and returns the `Source` the input pipeline reads.

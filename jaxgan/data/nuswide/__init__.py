@@ -1,4 +1,4 @@
-"""NUS-WIDE (81 concepts) from the official release; see README 'NUS-WIDE'.
+"""NUS-WIDE (81 concepts) from the official release; see docs/datasets.md.
 
 `data.split_scheme` picks the builder config: "paper" (150,000 / 59,347, as WARP, Att-RNN and
 the paper) or "official" (the release's train / test lists). Both have "train" and "test"
