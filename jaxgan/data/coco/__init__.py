@@ -75,8 +75,8 @@ def make_source(data_config) -> Source:
     builder = make_builder(data_config)
     if not builder.is_prepared():
         logging.warning(
-            "%s is not built in %s: downloading (37.6 GiB) and building it now; see README "
-            "'MS-COCO 2014'",
+            "%s is not built in %s: downloading (37.6 GiB) and building it now; see "
+            "docs/datasets.md, 'MS-COCO 2014'",
             TFDS_NAME,
             builder.data_dir,
         )

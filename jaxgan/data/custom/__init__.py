@@ -23,7 +23,7 @@ __all__ = [
     "make_source",
 ]
 
-README = "(README, 'Your own data')"
+README = "(docs/datasets.md, 'Your own data')"
 # The data.* fields this dataset reads besides the base config's, with their types.
 CONFIG_FIELDS = {
     "image_dir": str,
