@@ -3,7 +3,7 @@
 Variants: configs/coco.py:vgg16 | :inception_v3 | :resnet101 (default) | :resnet152, each
 optionally with `,no_critic` (`:resnet152,no_critic`; `:no_critic` alone for the default
 backbone): the baseline without the critic, the same number of generator updates, all supervised.
-Point `model.pretrained` at a converted ImageNet checkpoint (README, "Pretrained backbones").
+Point `model.pretrained` at a converted ImageNet checkpoint (docs/pretrained_weights.md).
 """
 
 from jaxgan.base_config import BACKBONES, get_base_config, no_critic, parse_variant, set_backbone

@@ -1,4 +1,4 @@
-"""Your own data: a folder of images and a labels file (README, "Your own data").
+"""Your own data: a folder of images and a labels file (docs/datasets.md, "Your own data").
 
     python -m jaxgan.main --config=configs/custom.py --workdir=runs/mine \
       --config.data.image_dir=photos --config.data.labels_file=photos/labels.csv
@@ -43,8 +43,8 @@ def get_config(variant: str = ""):
         config.schedule.eval_batch_size = 64
         config.schedule.supervised_steps = 300
         config.schedule.adversarial_steps = 100
-        # Chosen on validation on real photos (README, "Real photos at CPU scale"): from
-        # scratch, 1e-4 leaves the supervised phase under-trained after 300 steps; and with the
+        # Chosen on validation on real photos (docs/results.md, "Real photos at CPU scale"):
+        # from scratch, 1e-4 leaves the supervised phase under-trained after 300 steps; and with the
         # paper's alpha = 10 G's loss jumps tenfold when the adversarial phase starts, which
         # Adam follows slowly, so G's steps grow 2-3x for the whole short phase. alpha = 1
         # keeps the loss on the supervised phase's scale.

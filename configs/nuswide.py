@@ -1,4 +1,4 @@
-"""NUS-WIDE, 81 concepts (Table 2); see README for the manual download and the splits.
+"""NUS-WIDE, 81 concepts (Table 2); see docs/datasets.md for the manual download and the splits.
 
 Variants: configs/nuswide.py:vgg16 | :inception_v3 | :resnet101 (default) | :resnet152, each
 optionally with `,no_critic` (the BCE-only baseline, as for configs/coco.py).

@@ -1,6 +1,6 @@
 """The same training steps in PyTorch eager, to compare `experiments/benchmark.py` against.
 
-What a PyTorch user would write for the method (DESIGN §1), timed the same way on the same
+What a PyTorch user would write for the method (docs/method.md), timed the same way on the same
 synthetic data shapes: the BCE step (train-mode forward, BCE summed over labels and averaged
 over images, backward, Adam), one critic update (ŷ from G in train mode without gradient,
 f_ext features of three batches, Eq. 4 with the gradient penalty through autograd with

@@ -1,4 +1,4 @@
-"""The defaults every config starts from: the paper's hyper-parameters (DESIGN §1).
+"""The defaults every config starts from: the paper's hyper-parameters (docs/method.md).
 
 Config files under `configs/` call `get_base_config()` and change what their dataset and
 backbone need; every field can be overridden on the command line (`--config.method.alpha=5`).

@@ -1,4 +1,4 @@
-"""The losses of the method (DESIGN §1): the classification loss (BCE), the critic's Eq. 4
+"""The losses of the method (docs/method.md): the classification loss (BCE), the critic's Eq. 4
 and the generator's Eq. 2-3.
 
 Each takes plain arrays (critic scores already computed) so that it can be checked by hand;

@@ -1,4 +1,4 @@
-"""Multi-label metrics on the host (DESIGN §2), over a whole evaluation split.
+"""Multi-label metrics on the host (docs/method.md), over a whole evaluation split.
 
 Conventions (the paper's and ML-GCN's): CF1 = 2·CP·CR/(CP+CR), the harmonic mean of the
 per-class means, not the mean of per-class F1; OP/OR/OF1 pool all (image, label) decisions
@@ -75,7 +75,7 @@ def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def compute_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict:
-    """All of DESIGN §2 for probabilities `scores` and {0, 1} `labels`, both [N, L]."""
+    """The metrics of docs/method.md for probabilities `scores` and {0, 1} `labels`, both [N, L]."""
     scores = np.asarray(scores, np.float64)
     labels = np.asarray(labels)
     if scores.shape != labels.shape or scores.ndim != 2:

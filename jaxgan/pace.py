@@ -19,9 +19,9 @@ def adversarial_cost_prior(n_critic: int, kinds: int) -> float:
     update runs f_ext forward on each of its `kinds` batches and G forward on the generated
     pairs' batch (the critic itself is small); the generator update is a BCE step plus an
     f_ext forward pass. With the paper's settings: (3 * 4 + 4) / 3 = 5.3 BCE steps, the
-    update's FLOP count; on a CPU it measures 3.3-3.8 (the critic's passes need no backward
-    through the backbone and batch better), so the prior errs long, and is replaced as soon
-    as the adversarial phase has logged once.
+    update's FLOP count. The real cost is lower (the critic's passes need no backward through
+    the backbone and batch better), so the prior errs long, and is replaced as soon as the
+    adversarial phase has logged once.
     """
     return (n_critic * (kinds + 1) + 4) / 3
 

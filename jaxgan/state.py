@@ -60,7 +60,7 @@ def copy_tree(tree):
 
 
 def snapshot_feature_extractor(state: TrainState, from_ema: bool = False) -> TrainState:
-    """f_ext := G as it is now (DESIGN §1: taken when the adversarial phase starts), or G's
+    """f_ext := G as it is now (taken when the adversarial phase starts), or G's
     moving average with `from_ema` (`method.snapshot_ema`)."""
     if from_ema and not state.g_ema:
         raise ValueError("method.snapshot_ema needs model.ema_decay > 0")

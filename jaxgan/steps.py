@@ -1,4 +1,4 @@
-"""Pure, module-level step functions (DESIGN §1). `compiled.py` binds a `StepContext` with
+"""Pure, module-level step functions (docs/method.md). `compiled.py` binds a `StepContext` with
 `functools.partial` and compiles them with `jax.jit` over the device mesh.
 
 A batch is a dict {"image": float [B, H, W, 3], "labels": float {0, 1} [B, L]}. Randomness

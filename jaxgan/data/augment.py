@@ -1,6 +1,6 @@
 """Image preprocessing in TensorFlow graph mode: the paper's augmentation and normalisation.
 
-Training ("paper", DESIGN §1, after Wang et al.): resize to 256x256, cut one of five patches
+Training ("paper", docs/method.md, after Wang et al.): resize to 256x256, cut one of five patches
 (four corners or centre) whose side is drawn from {256, 224, 192, 168, 128}, resize the patch
 to the model's input size, flip horizontally with probability 1/2. At other input sizes the
 same fractions of the side are used (256 = input_size * 256 / 224). Evaluation: resize to the
@@ -73,7 +73,7 @@ def sample_patch(seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def paper_patch(image: tf.Tensor, seed: tf.Tensor, image_size: int) -> tf.Tensor:
-    """A random five-patch crop at a random scale, resized to `image_size` (DESIGN §1).
+    """A random five-patch crop at a random scale, resized to `image_size`.
 
     The patch is chosen in the frame of the square resize (256x256 at 224) and cut from the
     image at the same relative place, then resized once: the same geometry as resizing to

@@ -15,9 +15,8 @@ given to it for prediction. A file that cannot be used raises `ImageFileError`, 
 names the file and the reason.
 
 Step 1 (`read_file`) is Python and PIL only and may run in worker threads; steps 2-3
-(`prepare_eval`) are TensorFlow eager ops, to be run from one thread at a time: four threads
-running them at once ended in a segmentation fault inside TensorFlow's API dispatcher (4 of
-300 prediction runs on a loaded machine; `experiments/speed.md`).
+(`prepare_eval`) are TensorFlow eager ops, to be run from one thread at a time: TensorFlow's
+Python API is not safe from several threads at once.
 """
 
 import os

@@ -114,8 +114,8 @@ def max_pool(x, window, stride, padding=0):
     """torch.nn.MaxPool2d with ceil_mode=False; padded pixels never win (they are -inf).
 
     The forward is a maximum over the window's strided views and the gradient is torch's (see
-    `_max_pool_bwd`), where flax's pooling makes XLA:CPU build a select-and-scatter that costs
-    ~7x as much as the pool's forward and backward written this way.
+    `_max_pool_bwd`), where flax's pooling makes XLA:CPU build a select-and-scatter, which is
+    slow there (docs/performance.md).
     """
     return _max_pool(x, window, stride, padding)
 

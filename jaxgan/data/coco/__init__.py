@@ -9,7 +9,7 @@ carved out of train by the config's `train_split` / `validation_split` (default:
 TFDS downloads and builds `coco/2014` once: 37.6 GiB of zips (the unlabelled test2014 and
 test2015 images included), extracted, then stored as records of the original JPEG bytes, so
 the build needs roughly 115 GB free and about 38 GB stay once `<data_dir>/downloads` is
-deleted (estimates from the archive sizes). See README 'MS-COCO 2014' or run
+deleted (estimates from the archive sizes). See docs/datasets.md or run
 `python -m jaxgan.data.coco`.
 """
 
@@ -75,8 +75,8 @@ def make_source(data_config) -> Source:
     builder = make_builder(data_config)
     if not builder.is_prepared():
         logging.warning(
-            "%s is not built in %s: downloading (37.6 GiB) and building it now; see README "
-            "'MS-COCO 2014'",
+            "%s is not built in %s: downloading (37.6 GiB) and building it now; see "
+            "docs/datasets.md, 'MS-COCO 2014'",
             TFDS_NAME,
             builder.data_dir,
         )

@@ -1,4 +1,4 @@
-"""Downloads and builds TFDS coco/2014 once (README, 'MS-COCO 2014').
+"""Downloads and builds TFDS coco/2014 once (docs/datasets.md, 'MS-COCO 2014').
 
 python -m jaxgan.data.coco [--data_dir=DIR]
 """

@@ -1,4 +1,4 @@
-"""Your own data: a folder of images plus a labels file (README, 'Your own data').
+"""Your own data: a folder of images plus a labels file (docs/datasets.md).
 
 `make_source` checks the config and the labels file, builds the TFDS dataset the first time
 (skipping and reporting bad image files) and returns the `Source` the input pipeline reads.
@@ -23,7 +23,7 @@ __all__ = [
     "make_source",
 ]
 
-README = "(README, 'Your own data')"
+README = "(docs/datasets.md, 'Your own data')"
 # The data.* fields this dataset reads besides the base config's, with their types.
 CONFIG_FIELDS = {
     "image_dir": str,

@@ -106,7 +106,7 @@ def plan(config: CustomConfig) -> Plan:
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
-    """Multi-label images from a folder and a labels file (README, 'Your own data')."""
+    """Multi-label images from a folder and a labels file (docs/datasets.md)."""
 
     name = "custom_multilabel"
     VERSION = tfds.core.Version("1.0.0")

@@ -53,7 +53,7 @@ def read_labels_file(path: str) -> tuple[tuple[str, ...], list[Record]]:
         if str(e) == "missing":
             raise LabelsFileError(
                 f"labels file {path!r} not found; set --config.data.labels_file to a CSV or "
-                "JSON lines file (README, 'Your own data')"
+                "JSON lines file (docs/datasets.md, 'Your own data')"
             ) from None
         raise LabelsFileError(f"labels file {path!r}: {e}; pass a CSV or JSON lines file") from None
     try:

@@ -1,4 +1,4 @@
-"""NUS-WIDE (81 concepts) from the official release; see README 'NUS-WIDE'.
+"""NUS-WIDE (81 concepts) from the official release; see docs/datasets.md.
 
 `data.split_scheme` picks the builder config: "paper" (150,000 / 59,347, as WARP, Att-RNN and
 the paper) or "official" (the release's train / test lists). Both have "train" and "test"
@@ -63,7 +63,7 @@ def prepare(builder: Builder, manual_dir: str | None) -> None:
         raise ValueError(
             f"NUS-WIDE ({builder.builder_config.name} split) is not built in "
             f"{builder._data_dir_root}; set --config.data.manual_dir to the unpacked official "
-            "release (README, 'NUS-WIDE')"
+            "release (docs/datasets.md, 'NUS-WIDE')"
         )
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir or None)

@@ -1,4 +1,4 @@
-"""Builds NUS-WIDE once from the unpacked official release (README, 'NUS-WIDE').
+"""Builds NUS-WIDE once from the unpacked official release (docs/datasets.md, 'NUS-WIDE').
 
 python -m jaxgan.data.nuswide --manual_dir=NUS-WIDE [--data_dir=DIR] [--scheme=paper]
 """

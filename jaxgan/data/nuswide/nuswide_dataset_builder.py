@@ -78,7 +78,7 @@ def _read_text(root: str, relative: str) -> str:
         data = image_files.read_regular_file(path, image_files.MAX_FILE_BYTES)
     except image_files.BadFile as e:
         raise ValueError(
-            f"NUS-WIDE manual_dir: {path}: {e}; lay it out as README 'NUS-WIDE' says"
+            f"NUS-WIDE manual_dir: {path}: {e}; lay it out as docs/datasets.md says"
         ) from None
     return data.decode("utf-8", errors="replace")
 
@@ -106,7 +106,7 @@ def read_split_lists(root: str) -> dict[str, tuple[list[str], np.ndarray]]:
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         )
         raise FileNotFoundError(
-            f"NUS-WIDE manual_dir {root!r} lacks {shown}; lay it out as README 'NUS-WIDE' says"
+            f"NUS-WIDE manual_dir {root!r} lacks {shown}; lay it out as docs/datasets.md says"
         )
     if os.path.isfile(os.path.join(root, "Concepts81.txt")):
         listed = _read_text(root, "Concepts81.txt").split()
