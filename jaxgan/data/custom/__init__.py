@@ -23,7 +23,7 @@ __all__ = [
     "make_source",
 ]
 
-README = "(docs/datasets.md, 'Your own data')"
+GUIDE = "(docs/datasets.md, 'Your own data')"
 # The data.* fields this dataset reads besides the base config's, with their types.
 CONFIG_FIELDS = {
     "image_dir": str,
@@ -99,7 +99,7 @@ def _check_splits(data_config, builder: Builder) -> None:
         if not rows:
             raise ValueError(
                 f"the {split} split of {data_config.labels_file!r} has no labelled image; "
-                f"{_empty_split_advice(split, the_plan, builder.builder_config)} {README}"
+                f"{_empty_split_advice(split, the_plan, builder.builder_config)} {GUIDE}"
             )
 
 
