@@ -1,7 +1,8 @@
-"""Where the embedded table's gain comes from: recall of easy vs hard (small, faint, occluded)
-objects on the digit-scenes test split, for each run that `embedded_table.py` trained.
+"""Where the digit scenes' gain comes from: recall of easy vs hard (small, faint, occluded)
+objects on the test split, for each run of a `seed_table.py` table of the digit scenes.
 
-    python experiments/hard_objects.py --workdir=runs/embedded_table --seeds=0,1,2
+    python experiments/hard_objects.py --table=experiments/results/embedded_table.json \
+        --out=experiments/results/hard_objects.md
 
 A hard object is predictable from its scene partners rather than from its pixels, so a
 generator that learned label dependency should gain most there. Also reported: how often a
@@ -9,29 +10,29 @@ scene's companion is predicted when it is absent but its context is present (the
 leaning on context).
 """
 
-import copy
+import json
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import app, flags, logging
-from ml_collections import config_flags
 from tables import format_table  # experiments/tables.py
 
-from jaxgan import train
-from jaxgan.base_config import no_critic
+from jaxgan import evaluate
+from jaxgan.data.datasets import get_source
 from jaxgan.data.digit_scenes.digit_scenes_dataset_builder import SCENES
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/digit_scenes.py", "Config file.")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds that embedded_table.py ran.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/embedded_table", "embedded_table.py's workdir.")
+_TABLE = flags.DEFINE_string(
+    "table", "experiments/results/embedded_table.json", "A seed_table.py results file."
+)
 _OUT = flags.DEFINE_string("out", "experiments/results/hard_objects.md", "Markdown output.")
 
 
-def test_annotations(run) -> tuple[np.ndarray, np.ndarray]:
+def test_annotations(data_config) -> tuple[np.ndarray, np.ndarray]:
     """labels and hard masks [N, L] of the test split, in evaluation order."""
-    split = run.source.splits["test"]
-    examples = tfds.as_numpy(run.source.builder.as_dataset(split=split, shuffle_files=False))
+    source = get_source(data_config)
+    split = source.splits["test"]
+    examples = tfds.as_numpy(source.builder.as_dataset(split=split, shuffle_files=False))
     pairs = [(e["labels"], e["hard"]) for e in examples]
     return np.array([p[0] for p in pairs], bool), np.array([p[1] for p in pairs], bool)
 
@@ -52,26 +53,28 @@ def rates(predicted, labels, hard) -> dict:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    methods = {
-        "BCE only": ("bce", no_critic(copy.deepcopy(_CONFIG.value))),
-        "+ WGAN-gp": ("wgan", _CONFIG.value),
-    }
+    with open(_TABLE.value) as f:
+        table = json.load(f)["results"]
     rows = {}
-    for name, (tag, config) in methods.items():
+    for name, runs in table.items():
+        if not all("workdir" in run for run in runs):  # a paired difference
+            continue
         per_seed = []
-        for seed in map(int, _SEEDS.value):
-            run = train.Run(config, os.path.join(_WORKDIR.value, f"{tag}_seed{seed}"))
-            if not run.restore():
-                raise SystemExit(f"no checkpoint for {name}, seed {seed}: run embedded_table.py")
-            scores, _ = run.predict("test")
-            labels, hard = test_annotations(run)
-            per_seed.append(rates(scores > config.method.threshold, labels, hard))
+        for run in runs:
+            scores = evaluate.scores(run["workdir"], "test")
+            if scores.config.data.name != "digit_scenes":
+                raise app.UsageError(f"{run['workdir']} was not trained on the digit scenes")
+            labels, hard = test_annotations(scores.config.data)
+            if not np.array_equal(labels, scores.labels > 0.5):
+                raise app.UsageError("the test split's annotations are not in evaluation order")
+            predicted = scores.probabilities > scores.config.method.threshold
+            per_seed.append(rates(predicted, labels, hard))
         rows[name] = per_seed
-    table = format_table(rows, {name: name for name in rows["BCE only"][0]})
-    os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
+    markdown = format_table(rows, {name: name for name in next(iter(rows.values()))[0]})
+    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
     with open(_OUT.value, "w") as f:
-        f.write(table + "\n")
-    print(table)
+        f.write(markdown + "\n")
+    print(markdown)
 
 
 if __name__ == "__main__":

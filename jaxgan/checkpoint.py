@@ -59,6 +59,7 @@ RENAMED_STATE_FIELDS = {
 }
 BEST_METRIC = "validation_CF1"  # what `best` ranks checkpoints by
 COMPLETION_MARKER = "_CHECKPOINT_METADATA"  # Orbax writes it last, when a save is complete
+CHECKPOINT_DIR = "checkpoints"  # under the workdir
 DAMAGED_DIR = "damaged_checkpoints"
 
 
@@ -99,15 +100,19 @@ def upgrade_recorded(saved: dict) -> dict:
     return saved
 
 
-def metadata(config, class_names) -> dict:
-    """What a checkpoint made from `config` records about itself (JSON)."""
+def metadata(config, class_names=None) -> dict:
+    """What a checkpoint made from `config` records about itself (JSON). Without
+    `class_names` (before the dataset is read): what the config alone says."""
+    labels = {} if class_names is None else {
+        "num_labels": len(class_names),
+        "class_names": list(class_names),
+    }  # fmt: skip
     return {
         "model": config.model.name,
         "model_width": config.model.width,
-        "num_labels": len(class_names),
+        **labels,
         "data": config.data.name,
         "conditional": config.method.conditional,
-        "class_names": list(class_names),
         "input": {
             "image_size": config.data.image_size,
             "normalization": config.data.normalization,
@@ -161,7 +166,7 @@ def check_workdir(workdir: str, needed_bytes: int = 0) -> None:
     One line each for a path blocked by a file, a read-only or unwritable folder, and a disk
     with less free space than `needed_bytes` (about one checkpoint).
     """
-    checkpoints = os.path.join(workdir, "checkpoints")
+    checkpoints = os.path.join(workdir, CHECKPOINT_DIR)
     for path in (workdir, checkpoints):
         if os.path.exists(path) and not os.path.isdir(path):
             raise CheckpointError(f"{path} is a file, not a folder; choose another --workdir")
@@ -208,7 +213,7 @@ class Checkpointer:
         if max_to_keep < 1:
             raise CheckpointError(f"schedule.keep_checkpoints must be >= 1, got {max_to_keep}")
         self.workdir = os.path.abspath(workdir)
-        self.directory = os.path.join(self.workdir, "checkpoints")
+        self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
         self.read_only = read_only
         if read_only and not os.path.isdir(self.directory):
             raise CheckpointError(f"no checkpoint in {self.directory}; train first")
@@ -355,9 +360,15 @@ class Checkpointer:
         saved = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         return upgrade_recorded(saved["meta"])
 
-    def _check_meta(self, saved: dict, meta: dict, resume: bool) -> None:
+    def _check_meta(
+        self, saved: dict, meta: dict, resume: bool, step: int, extends_supervised_phase=False
+    ) -> None:
+        """Identity fields (those `meta` has) must agree; with `resume`, the resume fields too.
+        `extends_supervised_phase`: a checkpoint inside its supervised phase may be continued
+        with a longer one (exact: until that phase ends, the data order and the state are the
+        same whatever its length)."""
         for field in IDENTITY_FIELDS:
-            if saved.get(field) != meta.get(field):
+            if field in meta and saved.get(field) != meta.get(field):
                 raise CheckpointError(
                     f"the checkpoint in {self.directory} was made with {field}="
                     f"{saved.get(field)!r} but the config asks for {meta.get(field)!r}; "
@@ -365,8 +376,14 @@ class Checkpointer:
                 )
         if not resume:
             return
+        recorded = saved.get("resume", {})
         for field, value in meta.get("resume", {}).items():
-            recorded = saved.get("resume", {})
+            if (
+                extends_supervised_phase
+                and field == "schedule.supervised_steps"
+                and step <= recorded.get(field, -1) <= value
+            ):
+                continue
             if field in recorded and recorded[field] != value:  # older checkpoints lack some
                 raise CheckpointError(
                     f"cannot resume the run in {self.workdir} with {field}={value!r}: its "
@@ -426,25 +443,32 @@ class Checkpointer:
         meta: dict,
         step: int | str | None = None,
         resume: bool = False,
+        extends_supervised_phase: bool = False,
     ) -> tuple[TrainState, dict]:
         """The state saved at `step` (default: newest that restores), laid out like `target`,
         and its metadata.
 
         Raises CheckpointError, naming the field, when the checkpoint was made for another
         model, label count, dataset or critic kind than `meta` describes (and, with `resume`,
-        another schedule, critic width or optimiser). A damaged newest checkpoint is reported
-        and skipped; a damaged checkpoint asked for by number is an error.
+        another schedule, critic width or optimiser; `extends_supervised_phase`: see
+        `_check_meta`). A damaged newest checkpoint is reported and skipped; a damaged
+        checkpoint asked for by number is an error.
         """
         abstract = jax.tree.map(
             ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(target)
         )
         # A field that holds no arrays (g_ema with EMA off) restores from `abstract` as it is,
         # also from checkpoints made before the field existed.
-        restored, saved = self.restore_tree(abstract, meta, step, resume)
+        restored, saved = self.restore_tree(abstract, meta, step, resume, extends_supervised_phase)
         return flax.serialization.from_state_dict(target, restored), saved
 
     def restore_tree(
-        self, abstract: dict, meta: dict | None, step=None, resume: bool = False
+        self,
+        abstract: dict,
+        meta: dict | None,
+        step=None,
+        resume: bool = False,
+        extends_supervised_phase: bool = False,
     ) -> tuple[dict, dict]:
         """Like `restore` for a state dict; `abstract` may hold only some of the saved keys
         (e.g. only G's variables, for evaluation), and `meta=None` skips the identity check."""
@@ -462,7 +486,7 @@ class Checkpointer:
                     raise CheckpointError(damaged[-1]) from None
                 continue
             if meta is not None:
-                self._check_meta(saved, meta, resume)
+                self._check_meta(saved, meta, resume, candidate, extends_supervised_phase)
             try:
                 names = self._saved_names(candidate, abstract)
                 as_saved = {names[key]: value for key, value in abstract.items()}
@@ -498,6 +522,18 @@ class Checkpointer:
             f"no checkpoint in {self.directory} restores ({'; '.join(damaged)}); "
             + ("rerun to train from scratch" if not self.read_only else "train again")
         )
+
+    def check_resume(self, meta: dict, extends_supervised_phase: bool = False) -> None:
+        """Refuses, before anything is built, to resume from the newest readable checkpoint
+        with another model, dataset, critic kind, schedule or optimiser (`meta` may lack the
+        fields that need the data: those are compared by `restore`)."""
+        for step in self.all_steps()[::-1]:
+            try:
+                saved = self.read_meta(step)
+            except Exception:
+                continue  # damaged: `restore` reports it and falls back
+            self._check_meta(saved, meta, True, step, extends_supervised_phase)
+            return
 
     def _damaged(self, step: int, what: str, error: BaseException) -> str:
         """One line about a damaged step; a writer moves it aside first (never deletes it)."""

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import jax
 from jax.sharding import Mesh, NamedSharding
 
-from jaxgan import evaluate, parallel, runtime, steps
+from jaxgan import parallel, runtime, steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,13 +19,13 @@ class CompiledSteps:
     """The jitted steps and the shardings their inputs must have.
 
     supervised(state, batch) -> (state, metrics); adversarial(state, critic_batches,
-    generator_batch) -> (state, metrics); predict(state, batch) -> probabilities. The state is
-    replicated and donated (its old buffers are reused); batches are split over 'data'.
+    generator_batch) -> (state, metrics). The state is replicated and donated (its old buffers
+    are reused); batches are split over 'data'. (Evaluation compiles G alone:
+    `evaluate.Classifier`.)
     """
 
     supervised: Callable
     adversarial: Callable
-    predict: Callable
     replicated: NamedSharding
     data: NamedSharding
     stacked: NamedSharding  # critic batches: [n_critic, B, ...], B split over 'data'
@@ -46,12 +46,6 @@ def compile_steps(ctx: steps.StepContext, mesh: Mesh) -> CompiledSteps:
             functools.partial(steps.adversarial_step, ctx=ctx),
             in_shardings=(repl, stacked, data),
             out_shardings=(repl, repl),
-        ),
-        predict=jax.jit(
-            functools.partial(evaluate.state_probabilities, generator=ctx.generator),
-            compiler_options=options,
-            in_shardings=(repl, data),
-            out_shardings=data,
         ),
         replicated=repl,
         data=data,

@@ -36,6 +36,7 @@ __all__ = ["ConfigError", "check_config", "choose_one"]
 # Beyond this side one image's activations in the large backbones no longer fit a device, and
 # a typo (224 -> 22400) would otherwise be found only as an out-of-memory error.
 MAX_IMAGE_SIZE = 2048
+MAX_BATCH_SIZE = 65_536  # global; no device holds this many 224-pixel images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,9 @@ UNIT_HALF_OPEN = Interval(0, 1, high_open=True)  # [0, 1)
 # here is a number; NaN lies in no interval and every float must be finite.
 RANGES = {
     "seed": Interval(0, 2**31 - 1),
+    # A typo (64 -> 64000000) would otherwise be found only as an out-of-memory error.
+    "schedule.batch_size": Interval(1, MAX_BATCH_SIZE),
+    "schedule.eval_batch_size": Interval(1, MAX_BATCH_SIZE),
     "model.width": Interval(1, 4096),
     "data.shuffle_buffer": AT_LEAST_1,
     "data.device_prefetch": AT_LEAST_1,
@@ -101,10 +105,12 @@ RANGES = {
 }
 
 
-def check_config(config) -> None:
+def check_config(config, for_training: bool = True) -> None:
     """Raises `ConfigError` (one line) for the first problem in `config`; returns otherwise.
-    Reads no dataset and writes nothing; the only file it opens is a converted checkpoint's
-    small metadata file (`model.pretrained`), to compare its backbone with `model.name`."""
+    Reads no dataset and writes nothing; the only file it opens, when `for_training`, is a
+    converted checkpoint's small metadata file (`model.pretrained`), to compare its backbone
+    with `model.name` (a trained model's checkpoint holds its weights: evaluating it reads no
+    `model.pretrained`)."""
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(
             f"the config is a {type(config).__name__}, not an ml_collections.ConfigDict; a "
@@ -115,8 +121,8 @@ def check_config(config) -> None:
     _check_fields(config, dataset)
     _check_choices(config)
     _check_ranges(config)
-    _check_combinations(config)
-    _delegate(lambda: getattr(dataset, "check_config", lambda _: None)(config.data))
+    _check_combinations(config, for_training)
+    _delegate(lambda: getattr(dataset, "check_data_fields", lambda _: None)(config.data))
     _delegate(lambda: _check_schedule(config.schedule))
 
 
@@ -206,7 +212,7 @@ def _check_fields(config, dataset) -> None:
 def _check_choices(config) -> None:
     backbone(config.model.name)
     choose_one("model.dtype", config.model.dtype, sorted(DTYPES))
-    _delegate(lambda: augment.check_config(config.data))
+    _delegate(lambda: augment.check_choices(config.data))
     choose_one("method.feature_extractor", config.method.feature_extractor, FEATURE_EXTRACTORS)
     _delegate(lambda: ClassificationLoss.from_config(config.method))
 
@@ -231,7 +237,7 @@ def _check_ranges(config) -> None:
         )
 
 
-def _check_combinations(config) -> None:
+def _check_combinations(config, for_training: bool) -> None:
     model, method = config.model, config.method
     if method.feature_extractor == "pretrained" and not model.pretrained:
         raise ConfigError(
@@ -255,7 +261,7 @@ def _check_combinations(config) -> None:
             "'snapshot' (it says which weights the snapshot is taken from)"
         )
     _delegate(lambda: check_width(model.name, model.width))
-    if model.pretrained:
+    if model.pretrained and for_training:
         _check_pretrained(config)
 
 

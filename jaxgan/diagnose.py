@@ -2,8 +2,9 @@
 
     python -m jaxgan.diagnose --workdir=DIR [--compare=OTHER_DIR] [--out=FOLDER]
         [--threshold=configured|global|per_class|0.3] [--checkpoint_step=N|best]
+        [--split=test|validation]
 
-On the test split, for ground truth and for predictions, the co-occurrence matrix
+On the test split (or validation), for ground truth and for predictions, the co-occurrence matrix
 P(j | i) = #(images with i and j) / #(images with i) (row i, column j; the diagonal is 1).
 Their distance is the mean |P_pred(j|i) - P_true(j|i)| over ordered pairs i != j whose
 conditioning label i has at least `min_support` true and one predicted image. For the pairs
@@ -11,6 +12,10 @@ with the strongest true dependency (highest P_true(j|i)), two error rates:
 - hallucinated companion: j predicted on images where i is present and j is absent;
 - missed companion: j not predicted on images where both i and j are present.
 A model that learned label dependency hallucinates companions rarely while missing few.
+Also per label the true and predicted rates and the F1, labels per image, the adversarial
+phase's log (the critic's Wasserstein estimate, the critic score of G's samples, the losses),
+and with `--compare` the label pairs whose joint prediction rate changed most between the
+two runs (e.g. what the critic did to a model: compare a run with its no-critic baseline).
 Written to FOLDER/diagnostics.json and FOLDER/cooccurrence.png (truth and each run's
 predictions side by side, and each run's difference from truth). Works for any dataset and
 class names; `experiments/hard_objects.py` is the digit-scenes special case.
@@ -78,7 +83,10 @@ def strongest_pairs(p_true, true_counts, top: int, min_support: int = MIN_SUPPOR
 
 
 def diagnose(truth, predicted, class_names, top: int = 10, min_support: int = MIN_SUPPORT):
-    """The diagnostics of one model's `predicted` multi-hot labels against `truth` [N, L]."""
+    """The diagnostics of one model's `predicted` multi-hot labels against `truth` [N, L]:
+    the co-occurrence distance, the strongest pairs' companion errors, and per label the true
+    and predicted rates and the F1."""
+    truth, predicted = np.asarray(truth, bool), np.asarray(predicted, bool)
     p_true, true_counts = cooccurrence(truth)
     p_pred, predicted_counts = cooccurrence(predicted)
     mask = compared_pairs(true_counts, predicted_counts, min_support)
@@ -93,9 +101,24 @@ def diagnose(truth, predicted, class_names, top: int = 10, min_support: int = MI
                 **companion_errors(truth, predicted, i, j),
             }
         )
+    truth_rate, predicted_rate = truth.mean(0), predicted.mean(0)
+    hits = (truth & predicted).sum(0)
+    f1 = 2 * hits / np.maximum(truth.sum(0) + predicted.sum(0), 1)
     return {
         "class_names": list(class_names),
         "num_images": int(len(truth)),
+        "labels_per_image": {
+            "true": float(truth.sum(1).mean()),
+            "predicted": float(predicted.sum(1).mean()),
+        },
+        "per_label": {
+            name: {
+                "true_rate": float(truth_rate[k]),
+                "predicted_rate": float(predicted_rate[k]),
+                "F1": float(f1[k]),
+            }
+            for k, name in enumerate(class_names)
+        },
         "distance": cooccurrence_distance(p_true, p_pred, mask),
         "compared_pairs": int(mask.sum()),
         "min_support": min_support,
@@ -169,17 +192,45 @@ def plot(results: dict[str, dict], path: str) -> str:
     return path
 
 
-def split_predictions(workdir: str, step=None, threshold: str = "configured"):
+def most_changed_pairs(first: np.ndarray, second: np.ndarray, truth: np.ndarray, names, top):
+    """The label pairs {i, j} that co-occur in `truth` whose share of images predicted with
+    both changed most from the `first` predictions to the `second` (a pair the second model
+    suppresses is one it predicts together less often)."""
+
+    def joint(matrix):
+        matrix = np.asarray(matrix, np.float64)
+        return matrix.T @ matrix / len(matrix)
+
+    true_joint, change = joint(truth), joint(second) - joint(first)
+    candidates = np.triu(true_joint > 0, k=1)
+    order = np.argsort(np.where(candidates, -np.abs(change), np.inf), axis=None)
+    pairs = []
+    for flat in order[: min(top, int(candidates.sum()))]:
+        i, j = np.unravel_index(flat, change.shape)
+        pairs.append({"pair": [names[i], names[j]], "true": float(true_joint[i, j]),
+                      "change": float(change[i, j])})  # fmt: skip
+    return pairs
+
+
+def adversarial_log(workdir: str) -> list[dict]:
+    """The adversarial phase's progress records (critic's Wasserstein estimate, critic score
+    of G's samples, losses, gradient penalty) from the run's metrics.jsonl; [] without one."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return [r for r in records if r.get("phase") == "adversarial" and "eval" not in r]
+
+
+def split_predictions(workdir: str, step=None, threshold: str = "configured", split="test"):
     """(class names, true multi-hot, predicted multi-hot) of a workdir's checkpoint on its
-    test split; the training split is never read."""
-    from jaxgan import evaluate, predict
-    from jaxgan.data.datasets import get_source
+    `split` (test or validation); the training split is never read."""
+    from jaxgan import evaluate
 
     classifier = evaluate.load_classifier(workdir, step)
-    source = get_source(classifier.config.data)
-    evaluate.check_class_names(classifier.class_names, source.class_names)
-    scores, labels = evaluate.split_scores(classifier, source, "test")
-    thresholds = predict.choose_thresholds(classifier, threshold)
+    scores, labels = evaluate.classifier_scores(classifier, split)
+    thresholds = evaluate.choose_thresholds(classifier, threshold)
     return classifier.class_names, labels > 0.5, scores > thresholds[None, :]
 
 
@@ -216,22 +267,31 @@ def _num(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def run(workdirs: list[str], out: str, step=None, threshold="configured", top=10):
-    """Diagnoses each workdir (named by its folder), writes JSON and PNG, prints a summary."""
-    results, class_names = {}, None
+def run(workdirs: list[str], out: str, step=None, threshold="configured", top=10, split="test"):
+    """Diagnoses each workdir (named by its folder), writes JSON and PNG, prints a summary.
+    Runs compared must have been evaluated on the same images with the same labels."""
+    results, predictions, truth = {}, [], None
     for workdir in workdirs:
-        names, truth, predicted = split_predictions(workdir, step, threshold)
-        if class_names is not None and tuple(names) != tuple(class_names):
-            raise ValueError(f"{workdir} was trained on other classes than {workdirs[0]}")
-        class_names = names
+        names, labels, predicted = split_predictions(workdir, step, threshold, split)
+        if truth is not None and (names != truth[0] or not np.array_equal(labels, truth[1])):
+            raise ValueError(
+                f"{workdir} and {workdirs[0]} were not evaluated on the same {split} split "
+                f"(another dataset, labels file or class list); compare runs of one dataset"
+            )
+        truth = (names, labels)
         label = os.path.basename(os.path.normpath(workdir))
         while label in results:
             label += "'"
-        results[label] = diagnose(truth, predicted, names, top)
+        results[label] = diagnose(labels, predicted, names, top)
+        results[label]["adversarial_log"] = adversarial_log(workdir)
+        predictions.append(predicted)
+    report = {"threshold": threshold, "split": split, "runs": results}
+    if len(predictions) == 2:
+        report["most_changed_pairs"] = most_changed_pairs(*predictions, truth[1], truth[0], top)
     os.makedirs(out, exist_ok=True)
     json_path = os.path.join(out, "diagnostics.json")
     with open(json_path, "w") as f:
-        json.dump({"threshold": threshold, "runs": results}, f, indent=1)
+        json.dump(report, f, indent=1)
     png_path = plot(results, os.path.join(out, "cooccurrence.png"))
     print(format_summary(results))
     print(f"wrote {json_path} and {png_path}")
@@ -247,7 +307,7 @@ def main(argv):
     workdirs = [f.workdir] + ([f.compare] if f.compare else [])
     out = f.out or os.path.join(f.workdir, "diagnostics")
     try:
-        run(workdirs, out, f.checkpoint_step, f.threshold, f.top_pairs)
+        run(workdirs, out, f.checkpoint_step, f.threshold, f.top_pairs, f.split)
     except ValueError as error:
         sys.exit(f"error: {error}")
 
@@ -262,5 +322,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("checkpoint_step", None, "A step, 'best' or 'latest' (default).")
     flags.DEFINE_string("threshold", "configured", "configured | global | per_class | NUMBER.")
     flags.DEFINE_integer("top_pairs", 10, "How many of the strongest pairs to report.")
+    flags.DEFINE_enum("split", "test", ["test", "validation"], "The split to diagnose.")
     flags.mark_flags_as_required(["workdir"])
     app.run(main)

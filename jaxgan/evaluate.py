@@ -14,6 +14,8 @@ true labels-per-image distribution.
 import functools
 import json
 import os
+import sys
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +24,10 @@ import numpy as np
 
 from jaxgan import metrics as metrics_lib
 from jaxgan import parallel, runtime
+from jaxgan.base_config import get_base_config
 from jaxgan.checkpoint import Checkpointer, CheckpointError, metadata, recorded_field
+from jaxgan.choices import ConfigError, field_at
+from jaxgan.config_check import check_config
 from jaxgan.models import create_generator
 
 # The train-state fields G's evaluation variables are restored from (see `eval_variables`):
@@ -50,12 +55,6 @@ def probabilities(variables: dict, images: jax.Array, generator) -> jax.Array:
     """p = sigmoid(G(x)) [B, L], with running BatchNorm statistics (pure; jitted below)."""
     logits = generator.apply(variables, images, train=False)
     return jax.nn.sigmoid(logits.astype(jnp.float32))
-
-
-def state_probabilities(state, batch: dict, generator) -> jax.Array:
-    """`probabilities` of a train state's evaluation variables on a batch (the trainer's
-    compiled `predict`)."""
-    return probabilities(eval_variables(state), batch["image"], generator)
 
 
 class Classifier:
@@ -118,6 +117,34 @@ def pad_rows(rows: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([rows, np.zeros((size - len(rows), *rows.shape[1:]), rows.dtype)])
 
 
+class Scores(NamedTuple):
+    """A trained model's probabilities on one split, and what they are over."""
+
+    class_names: tuple[str, ...]
+    probabilities: np.ndarray  # [N, L], the split's order
+    labels: np.ndarray  # [N, L] in {0, 1}
+    step: int  # the checkpoint's
+    config: ml_collections.ConfigDict  # what it was evaluated with
+
+
+def scores(workdir: str, split: str, step=None, config=None) -> Scores:
+    """The one door to a trained run's scores: G of `workdir`'s checkpoint (`step`: None or
+    "latest", "best", or a number) on its dataset's `split` ("validation" or "test"), with the
+    config the checkpoint recorded (or `config`)."""
+    classifier = load_classifier(workdir, step, config)
+    probabilities, labels = classifier_scores(classifier, split)
+    return Scores(classifier.class_names, probabilities, labels, classifier.step, classifier.config)
+
+
+def classifier_scores(classifier: Classifier, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and labels of a restored classifier on its dataset's `split`."""
+    from jaxgan.data.datasets import get_source
+
+    source = get_source(classifier.config.data)
+    check_class_names(classifier.class_names, source.class_names)
+    return split_scores(classifier, source, split)
+
+
 def split_scores(classifier: Classifier, source, role: str, variables=None):
     """Probabilities and labels [N, L] over one split (`role`: validation or test), in the
     split's order, padding dropped. Labels and masks never leave the host."""
@@ -152,6 +179,38 @@ def tune_thresholds(val_scores, val_labels, configured: float) -> dict:
             float(t) for t in metrics_lib.per_class_thresholds(val_scores, val_labels, configured)
         ],
     }
+
+
+def choose_thresholds(classifier: Classifier, choice: str) -> np.ndarray:
+    """[L] thresholds for `choice`: "configured" (method.threshold), "global" or "per_class"
+    (chosen on the validation split: those the checkpoint recorded, or chosen now when it
+    recorded none), or a number in (0, 1)."""
+    num_labels = len(classifier.class_names)
+    try:
+        value = float(choice)
+    except ValueError:
+        value = None
+    if value is not None:
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"--threshold={choice} must lie in (0, 1)")
+        return np.full(num_labels, value)
+    if choice not in THRESHOLD_CHOICES:
+        raise ValueError(
+            f"unknown --threshold={choice!r}; use one of {list(THRESHOLD_CHOICES)} "
+            "or a number in (0, 1)"
+        )
+    configured = classifier.config.method.threshold
+    thresholds = classifier.saved.get("thresholds") or {"configured": configured}
+    if choice != "configured" and "per_class" not in thresholds:
+        print(
+            f"the checkpoint at step {classifier.step} records no thresholds; choosing them on "
+            "the validation split",
+            file=sys.stderr,
+        )
+        val_scores, val_labels = classifier_scores(classifier, "validation")
+        thresholds = tune_thresholds(val_scores, val_labels, configured)
+    thresholds = {**thresholds, "configured": configured}
+    return threshold_vector(thresholds, choice, num_labels)
 
 
 def threshold_vector(thresholds: dict, choice: str, num_labels: int) -> np.ndarray:
@@ -235,28 +294,73 @@ def write_report(workdir: str, report: dict, name: str = "eval.json") -> str:
     return path
 
 
-def config_of(saved: dict, config=None):
-    """The config to evaluate with: the one given, else the one the checkpoint recorded."""
-    if config is not None:
-        return config
-    if "config" not in saved:
+def _recorded_input(saved: dict) -> dict:
+    """{config field: its value} for what a checkpoint records about the input its model was
+    trained on; an evaluation config must agree (it would prepare images differently)."""
+    recorded = saved.get("input", {})
+    return {
+        "data.name": saved.get("data"),
+        "data.image_size": recorded.get("image_size"),
+        "data.normalization": recorded.get("normalization"),
+    }
+
+
+def recorded_config(saved: dict):
+    """The config a checkpoint recorded, with the fields added since it was made at their
+    defaults (which reproduce what it did)."""
+    if not isinstance(saved.get("config"), dict):
         raise CheckpointError(
             "this checkpoint does not record its config (made by an older version); "
             "pass --config=... as it was trained"
         )
-    return ml_collections.ConfigDict(saved["config"])
+
+    def merged(base: dict, recorded: dict) -> dict:
+        out = dict(base)
+        for key, value in recorded.items():
+            both = isinstance(value, dict) and isinstance(base.get(key), dict)
+            out[key] = merged(base[key], value) if both else value
+        return out
+
+    return ml_collections.ConfigDict(merged(get_base_config().to_dict(), saved["config"]))
+
+
+def config_of(saved: dict, step: int, config=None):
+    """The config to evaluate the checkpoint at `step` with: the one given (already checked),
+    which may move the data or change batch sizes but not the input the model was trained on
+    (dataset, image size, normalisation); else the one it recorded, checked as `--config` is."""
+    if config is None:
+        config = recorded_config(saved)
+        try:
+            check_config(config, for_training=False)
+        except ConfigError as error:
+            raise CheckpointError(
+                f"the checkpoint at step {step} records a config that cannot run: {error}"
+            ) from None
+        return config
+    for field, recorded in _recorded_input(saved).items():
+        value = field_at(config, field)
+        if recorded is not None and value != recorded:
+            raise CheckpointError(
+                f"--config gives {field}={value!r} but the checkpoint at step {step} was "
+                f"trained with {recorded!r}; drop that override (evaluation prepares images "
+                "as training did)"
+            )
+    return config
 
 
 def load_classifier(workdir: str, step=None, config=None, mesh=None) -> Classifier:
     """G of `workdir`'s checkpoint (`step`: None/"latest", "best" or a number), restored with
-    the config it recorded (or `config`): only G's variables are read."""
+    the config it recorded (or `config`, checked here before the checkpoint is opened): only
+    G's variables are read."""
+    if config is not None:
+        check_config(config, for_training=False)
     checkpointer = Checkpointer(workdir, read_only=True)
     try:
         resolved = checkpointer.resolve_step(step)
         if resolved is None:
             raise CheckpointError(f"no checkpoint in {checkpointer.directory}; train first")
         saved = checkpointer.read_meta(resolved)
-        config = config_of(saved, config)
+        config = config_of(saved, resolved, config)
         class_names = saved.get("class_names")
         if class_names is None:  # older checkpoints: the dataset's names, checked by count
             from jaxgan.data.datasets import get_source
@@ -267,7 +371,7 @@ def load_classifier(workdir: str, step=None, config=None, mesh=None) -> Classifi
         abstract = classifier.abstract_variables()
         # The weights evaluated are those the run trained for evaluation: its recorded config
         # decides, whatever config is passed to evaluate it with.
-        ema = uses_ema(ml_collections.ConfigDict(saved["config"]) if "config" in saved else config)
+        ema = uses_ema(recorded_config(saved) if "config" in saved else config)
         if ema:
             fields = {EMA_FIELD: abstract}
         else:

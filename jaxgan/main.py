@@ -79,11 +79,9 @@ def main(argv):
     with command_line.native_stderr_silenced():
         import tensorflow  # noqa: F401 (imported here only to silence its import banners)
     from jaxgan import evaluate, train
-    from jaxgan.config_check import ConfigError, check_config
+    from jaxgan.config_check import ConfigError
 
-    try:
-        if _CONFIG.value is not None:  # before any data, model or file (eval, predict too)
-            check_config(_CONFIG.value)
+    try:  # each mode checks its config first, before any data, model or file
         if _MODE.value == "train":
             train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
         elif _MODE.value == "eval":

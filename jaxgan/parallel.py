@@ -45,15 +45,6 @@ def to_global(tree, sharding: NamedSharding):
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), tree)
 
 
-def to_host(array: jax.Array) -> np.ndarray:
-    """A global array -> the full NumPy value on every process."""
-    if jax.process_count() == 1:
-        return np.asarray(array)
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
-
-
 def to_host_local(array: jax.Array) -> np.ndarray:
     """A global array sharded on its first axis -> this process's rows, as NumPy."""
     if jax.process_count() == 1:

@@ -108,7 +108,7 @@ def predict_files(classifier, specs: list[str], threshold: str = "configured", r
     files, skipped = expand_paths(specs)
     for spec, reason in skipped:
         report(f"skipped {spec}: {reason}")
-    thresholds = choose_thresholds(classifier, threshold)
+    thresholds = evaluate.choose_thresholds(classifier, threshold)
     kept, scores, batch, names = [], [], [], []
 
     def flush():
@@ -138,47 +138,6 @@ def predict_files(classifier, specs: list[str], threshold: str = "configured", r
     progress.close()
     probabilities = np.concatenate(scores) if scores else np.zeros((0, len(thresholds)))
     return kept, probabilities, thresholds, skipped
-
-
-def choose_thresholds(classifier, choice: str) -> np.ndarray:
-    """[L] thresholds: "configured", "global" or "per_class" (chosen on the validation
-    split, read from the checkpoint, or tuned now on validation if it has none), or a number.
-    """
-    num_labels = len(classifier.class_names)
-    try:
-        value = float(choice)
-    except ValueError:
-        value = None
-    if value is not None:
-        if not 0.0 < value < 1.0:
-            raise ValueError(f"--threshold={choice} must lie in (0, 1)")
-        return np.full(num_labels, value)
-    if choice not in evaluate.THRESHOLD_CHOICES:
-        raise ValueError(
-            f"unknown --threshold={choice!r}; use one of {list(evaluate.THRESHOLD_CHOICES)} "
-            "or a number in (0, 1)"
-        )
-    configured = classifier.config.method.threshold
-    thresholds = classifier.saved.get("thresholds") or {"configured": configured}
-    if choice != "configured" and "per_class" not in thresholds:
-        thresholds = _tune_on_validation(classifier)
-    thresholds = {**thresholds, "configured": configured}
-    return evaluate.threshold_vector(thresholds, choice, num_labels)
-
-
-def _tune_on_validation(classifier) -> dict:
-    """Thresholds for a checkpoint saved without an evaluation: chosen now on validation."""
-    from jaxgan.data.datasets import get_source
-
-    print(
-        f"the checkpoint at step {classifier.step} records no thresholds; choosing them on "
-        "the validation split",
-        file=sys.stderr,
-    )
-    source = get_source(classifier.config.data)
-    evaluate.check_class_names(classifier.class_names, source.class_names)
-    scores, labels = evaluate.split_scores(classifier, source, "validation")
-    return evaluate.tune_thresholds(scores, labels, classifier.config.method.threshold)
 
 
 def rows(files, probabilities, thresholds, class_names) -> list[dict]:

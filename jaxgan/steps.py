@@ -132,11 +132,6 @@ def _apply_gradients(tx, grads, opt_state, params):
     return optax.apply_updates(params, updates), opt_state
 
 
-def moving_average(average, new, decay: float):
-    """decay · average + (1 − decay) · new, leaf by leaf."""
-    return jax.tree.map(lambda a, x: decay * a + (1.0 - decay) * x, average, new)
-
-
 def _update_generator(state: TrainState, grads, batch_stats, ctx: StepContext) -> TrainState:
     """Applies one update of G (both phases go through here, so they cannot drift apart): its
     optimiser step, the running statistics its training-mode pass measured, the moving
@@ -145,7 +140,7 @@ def _update_generator(state: TrainState, grads, batch_stats, ctx: StepContext) -
     g_ema = state.g_ema
     if ctx.ema_decay > 0:
         new = {"params": params, "batch_stats": batch_stats}
-        g_ema = moving_average(state.g_ema, new, ctx.ema_decay)
+        g_ema = optax.incremental_update(new, state.g_ema, step_size=1.0 - ctx.ema_decay)
     return state.replace(
         step=state.step + 1,
         g_params=params,

@@ -1,10 +1,10 @@
 """The training loop: build the state, restore, run both phases, evaluate, checkpoint, log."""
 
+import os
 from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxgan import checkpoint, evaluate, pairs, parallel, steps
@@ -41,10 +41,10 @@ def batches_consumed(config, step: int) -> int:
 
 
 class Run:
-    """Everything built from a config: data source, models, compiled steps, initial state."""
+    """Everything built from a checked config (`check_config`): data source, models, compiled
+    steps, initial state."""
 
     def __init__(self, config, workdir: str):
-        check_config(config)  # before any data, model or file: one line for a bad config
         self.config, self.workdir = config, workdir
         self.source = get_source(config.data)
         self.num_labels = self.source.num_labels
@@ -101,19 +101,16 @@ class Run:
 
         return jax.jit(init_rest, out_shardings=repl)(g_variables, critic_key, run_key)
 
-    def restore(self) -> bool:
+    def restore(self, extends_supervised_phase: bool = False) -> bool:
         """Resumes from the newest checkpoint that restores; False if the workdir has none.
-        Refuses one made with another model, schedule, critic or optimiser (one line)."""
+        Refuses one made with another model, schedule, critic or optimiser (one line);
+        `extends_supervised_phase`: see `train_and_evaluate`."""
         if self.checkpointer.latest_step() is None:
             return False
-        self.state, self.saved_meta = self.checkpointer.restore(self.state, self.meta, resume=True)
-        return True
-
-    def predict(self, role: str) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and labels over a validation or test split (padding rows dropped)."""
-        return evaluate.split_scores(
-            self.classifier, self.source, role, evaluate.eval_variables(self.state)
+        self.state, self.saved_meta = self.checkpointer.restore(
+            self.state, self.meta, resume=True, extends_supervised_phase=extends_supervised_phase
         )
+        return True
 
     def evaluate(self) -> dict:
         """The evaluation report of the current state (eval.json's content, `evaluate`)."""
@@ -229,19 +226,30 @@ def _check_finite(pending: list, config, checkpointer) -> None:
     )
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
+def train_and_evaluate(config, workdir: str, extends_supervised_phase: bool = False) -> dict:
     """Trains (resuming from `workdir` if it holds a checkpoint), evaluating at the end of each
     phase; returns {phase: test metrics} for each phase that has ended ("supervised",
     "adversarial"; a phase that ended in an earlier run reports what was recorded then) and
-    writes the last evaluation's report to `<workdir>/eval.json`."""
-    check_config(config)
+    writes the last evaluation's report to `<workdir>/eval.json`.
+
+    A resume with another schedule is refused, except with `extends_supervised_phase`: a
+    checkpoint inside its supervised phase then continues into a longer supervised phase (the
+    result is the run trained with that length at once; `experiments/seed_table.py` grows its
+    no-critic runs this way)."""
+    check_config(config)  # the door: everything below trusts the config
     checkpoint.check_workdir(workdir)  # before any data is built: a blocked or read-only path
+    if os.path.isdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR)):
+        resumed = Checkpointer(workdir, config.schedule.keep_checkpoints, read_only=True)
+        try:  # refused before anything is built
+            resumed.check_resume(metadata(config), extends_supervised_phase)
+        finally:
+            resumed.close()
     run = Run(config, workdir)
     checkpoint.check_workdir(workdir, needed_bytes=checkpoint.state_bytes(run.state))
     writer = MetricWriter(workdir)
     schedule = config.schedule
     total = schedule.supervised_steps + schedule.adversarial_steps
-    if run.restore():
+    if run.restore(extends_supervised_phase):
         writer.write(
             {"event": "resumed", "step": int(run.state.step)},
             f"resumed from the checkpoint at step {int(run.state.step)} in {workdir}",

@@ -120,11 +120,11 @@ def test_flip_happens_about_half_the_time_and_none_means_plain_resize():
     assert 8 <= sum(outcomes) <= 32
 
 
-def test_check_config_rejects_unknown_names():
+def test_check_choices_rejects_unknown_names():
     with pytest.raises(ValueError, match="data.augment"):
-        augment.check_config(data_config("random_crop"))
+        augment.check_choices(data_config("random_crop"))
     with pytest.raises(ValueError, match="data.normalization"):
-        augment.check_config(data_config(normalization="caffe"))
+        augment.check_choices(data_config(normalization="caffe"))
 
 
 @pytest.mark.parametrize("height,width", [(24, 24), (24, 40), (40, 24), (17, 31)])

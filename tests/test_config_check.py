@@ -122,6 +122,8 @@ def test_choose_one_lists_every_choice_and_suggests_only_near_ones():
         ("schedule.batch_size", 0, 4),
         ("schedule.batch_size", 6, 8),  # the tests run on 4 devices
         ("schedule.eval_batch_size", 2, 4),
+        ("schedule.batch_size", 65_540, 65_536),
+        ("schedule.eval_batch_size", 10**9, 65_536),
         ("seed", -1, 0),
         ("model.width", 0, 1),
         ("data.image_size", 0, 1),
@@ -271,8 +273,6 @@ def test_a_bad_config_stops_training_before_any_data_model_or_workdir(monkeypatc
         config = set_field(get_config(), field, value)
         with pytest.raises(ConfigError, match=field):
             train.train_and_evaluate(config, str(workdir))
-        with pytest.raises(ConfigError, match=field):
-            train.Run(config, str(workdir))
     assert not workdir.exists()
 
 

@@ -68,3 +68,39 @@ def test_writes_json_and_a_side_by_side_png(tmp_path):
     json.dumps(results)  # JSON-able as written
     summary = diagnose.format_summary(results)
     assert "bce: co-occurrence distance 0.4167" in summary and "wgan:" in summary
+
+
+def test_per_label_rates_and_f1_match_hand_computation():
+    result = diagnose.diagnose(TRUTH, PREDICTED, NAMES, top=2, min_support=2)
+    a, b, c = (result["per_label"][n] for n in NAMES)
+    # a: true on 3 of 4, predicted on 3, both on 3 -> F1 1; b: true 2, predicted 2, both 1.
+    assert a == {"true_rate": 0.75, "predicted_rate": 0.75, "F1": 1.0}
+    assert b["F1"] == pytest.approx(0.5) and c["F1"] == pytest.approx(2 / 3)
+    assert result["labels_per_image"] == {"true": 1.5, "predicted": 1.75}
+
+
+def test_most_changed_pairs_are_the_co_occurring_pairs_ranked_by_change():
+    # a+b co-occur in the truth, a+c and b+c do not (c+b... appear only in predictions).
+    second = np.array([[1, 1, 0], [1, 1, 0], [1, 0, 0], [0, 0, 1]], bool)
+    pairs = diagnose.most_changed_pairs(PREDICTED, second, TRUTH, NAMES, top=5)
+    # Only a+b co-occurs in the truth: predicted together on 1 of 4 images, then 2 of 4.
+    assert pairs == [{"pair": ["a", "b"], "true": 0.5, "change": 0.25}]
+
+
+def test_runs_evaluated_on_other_images_or_labels_are_refused(monkeypatch, tmp_path):
+    """`--compare` with a run of another dataset (or labels file, or class list) is refused
+    in one line instead of plotting one run against the other's ground truth."""
+    splits = {
+        "same": (NAMES, TRUTH, PREDICTED),
+        "other_labels": (NAMES, TRUTH[::-1], PREDICTED),
+        "other_classes": (("a", "b", "d"), TRUTH, PREDICTED),
+        "fewer_images": (NAMES, TRUTH[:2], PREDICTED[:2]),
+    }
+    monkeypatch.setattr(diagnose, "split_predictions", lambda workdir, *_: splits[workdir])
+    monkeypatch.setattr(diagnose, "plot", lambda results, path: path)
+    results = diagnose.run(["same", "same"], str(tmp_path / "ok"), top=2)
+    assert len(results) == 2
+    for other in ("other_labels", "other_classes", "fewer_images"):
+        with pytest.raises(ValueError, match="not evaluated on the same test split") as error:
+            diagnose.run(["same", other], str(tmp_path / other), top=2)
+        assert "\n" not in str(error.value)

@@ -6,6 +6,7 @@ import flax
 import jax
 import numpy as np
 import pytest
+import tiny
 from tiny import L, critic_batches, make_batch, make_context, make_state
 
 from jaxgan import checkpoint, compiled, evaluate, parallel, steps
@@ -72,9 +73,8 @@ def test_off_keeps_no_average_and_changes_no_result(ema_run):
 def test_evaluation_and_prediction_read_the_average(ema_run):
     ctx, _, state, _ = ema_run
     assert evaluate.eval_variables(state) is state.g_ema
-    run = compiled.compile_steps(ctx, parallel.create_mesh(jax.devices()[:1]))
     batch = make_batch(9)
-    probs = np.asarray(run.predict(state, batch))
+    probs = tiny.classifier(state, parallel.create_mesh(jax.devices()[:1]))(batch["image"])
     expected = jax.nn.sigmoid(ctx.generator.apply(state.g_ema, batch["image"], train=False))
     raw = jax.nn.sigmoid(ctx.generator.apply(g_variables(state), batch["image"], train=False))
     np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)

@@ -185,7 +185,7 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(
     "extra,message",
     [
         (["--config.schedule.bogus=1"], "unknown config field 'schedule.bogus'"),
-        (["--config.schedule.batch_size=0"], "schedule.batch_size must be positive"),
+        (["--config.schedule.batch_size=0"], "schedule.batch_size=0 is out of range"),
         (["--config.schedule.batch_size=6"], "not divisible by the 4 devices"),
         (["--config.model.name=resnet18"], "was made with model='resnet_small'"),
         (["--config=configs/missing.py"], "config file 'configs/missing.py' not found"),

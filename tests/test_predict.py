@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import runpy
+import shutil
 import threading
 
 import numpy as np
@@ -16,6 +17,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from jaxgan import diagnose, evaluate, predict, train
+from jaxgan.checkpoint import CheckpointError
 from jaxgan.data import augment, input_pipeline
 from jaxgan.data.datasets import get_source
 
@@ -183,17 +185,17 @@ def test_threshold_choices_use_the_validation_tuned_values(saved):
     classifier = evaluate.load_classifier(saved["workdir"])
     thresholds = saved["report"]["thresholds"]
     np.testing.assert_array_equal(
-        predict.choose_thresholds(classifier, "per_class"), thresholds["per_class"]
+        evaluate.choose_thresholds(classifier, "per_class"), thresholds["per_class"]
     )
-    assert set(predict.choose_thresholds(classifier, "global")) == {thresholds["CF1"]}
-    assert set(predict.choose_thresholds(classifier, "configured")) == {0.5}
+    assert set(evaluate.choose_thresholds(classifier, "global")) == {thresholds["CF1"]}
+    assert set(evaluate.choose_thresholds(classifier, "configured")) == {0.5}
     with pytest.raises(ValueError, match="unknown --threshold"):
-        predict.choose_thresholds(classifier, "median")
+        evaluate.choose_thresholds(classifier, "median")
     # Distinct recorded values, so that each choice is told apart.
     classifier.saved["thresholds"] = {"CF1": 0.4, "OF1": 0.3, "per_class": [0.2, 0.6, 0.7]}
-    assert predict.choose_thresholds(classifier, "per_class").tolist() == [0.2, 0.6, 0.7]
-    assert predict.choose_thresholds(classifier, "global").tolist() == [0.4] * 3
-    assert predict.choose_thresholds(classifier, "0.25").tolist() == [0.25] * 3
+    assert evaluate.choose_thresholds(classifier, "per_class").tolist() == [0.2, 0.6, 0.7]
+    assert evaluate.choose_thresholds(classifier, "global").tolist() == [0.4] * 3
+    assert evaluate.choose_thresholds(classifier, "0.25").tolist() == [0.25] * 3
 
 
 def test_eval_and_diagnose_never_read_the_training_split(saved):
@@ -208,3 +210,46 @@ def test_eval_and_diagnose_never_read_the_training_split(saved):
     results = diagnose.run([saved["workdir"]], out, top=2)
     assert os.path.isfile(os.path.join(out, "cooccurrence.png"))
     assert next(iter(results.values()))["num_images"] == len(TEST_FILES)
+
+
+def edited_copy(saved, tmp_path, edit) -> str:
+    """A copy of the saved run whose checkpoint's recorded config `edit` changed."""
+    workdir = str(tmp_path / "run")
+    shutil.copytree(saved["workdir"], workdir)
+    (meta,) = glob.glob(os.path.join(workdir, "checkpoints", "*", "meta", "metadata"))
+    with open(meta) as f:
+        recorded = json.load(f)
+    edit(recorded["config"])
+    with open(meta, "w") as f:
+        json.dump(recorded, f)
+    return workdir
+
+
+@pytest.mark.parametrize(
+    "section, field, value, message",
+    [
+        ("data", "image_size", 100_000, "data.image_size=100000 is out of range"),
+        ("schedule", "eval_batch_size", 10**9, "schedule.eval_batch_size=1000000000 is out"),
+        ("model", "name", "resnt50", "unknown model.name 'resnt50'"),
+        ("method", "threshold", "high", "method.threshold='high' has the wrong type"),
+    ],
+)
+def test_a_checkpoints_recorded_config_goes_through_the_config_door(
+    saved, tmp_path, section, field, value, message
+):
+    workdir = edited_copy(saved, tmp_path, lambda config: config[section].update({field: value}))
+    with pytest.raises(CheckpointError) as error:
+        evaluate.load_classifier(workdir)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("field, value", [("image_size", 40), ("normalization", "imagenet")])
+def test_an_evaluation_config_may_not_change_the_trained_input(saved, field, value):
+    config = saved["config"].copy_and_resolve_references()
+    assert config.data[field] != value
+    config.data[field] = value
+    with pytest.raises(CheckpointError, match=f"--config gives data.{field}=.* drop that"):
+        evaluate.load_classifier(saved["workdir"], config=config)
+    config.data[field] = saved["config"].data[field]
+    config.schedule.eval_batch_size = 8  # what an evaluation config may change
+    assert evaluate.load_classifier(saved["workdir"], config=config).step == 0

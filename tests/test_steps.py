@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tiny
 from tiny import (
     BATCH,
     LEARNING_RATE,
@@ -298,11 +299,10 @@ def test_adversarial_step_is_n_critic_critic_updates_then_one_generator_update()
 
 
 def test_prediction_is_sigmoid_of_g_with_running_statistics():
-    """The trainer's compiled `predict` (evaluate.state_probabilities, what evaluation runs)."""
+    """Evaluation's compiled G (what eval, predict and the trainer's evaluations run)."""
     ctx = context()
     state, batch = make_state(ctx), make_batch(7)
-    run = compiled.compile_steps(ctx, parallel.create_mesh(jax.devices()[:1]))
-    probs = run.predict(state, batch)
+    probs = tiny.classifier(state, parallel.create_mesh(jax.devices()[:1]))(batch["image"])
     logits = ctx.generator.apply(
         {"params": state.g_params, "batch_stats": state.g_batch_stats},
         batch["image"],
@@ -345,7 +345,8 @@ def test_steps_flag_the_network_whose_loss_or_gradient_is_not_finite():
 def run_on(devices, ctx):
     """A supervised step, an adversarial update and a prediction with the trainer's own
     compiled steps on a mesh over `devices`."""
-    run = compiled.compile_steps(ctx, parallel.create_mesh(devices))
+    mesh = parallel.create_mesh(devices)
+    run = compiled.compile_steps(ctx, mesh)
     state = jax.device_put(make_state(ctx), run.replicated)
     state, _ = run.supervised(state, parallel.to_global(make_batch(8), run.data))
     state, metrics = run.adversarial(
@@ -353,7 +354,7 @@ def run_on(devices, ctx):
         parallel.to_global(critic_batches(9), run.stacked),
         parallel.to_global(make_batch(12), run.data),
     )
-    probs = run.predict(state, parallel.to_global(make_batch(13), run.data))
+    probs = tiny.classifier(state, mesh)(make_batch(13)["image"])
     return jax.device_get((state, metrics, probs))
 
 

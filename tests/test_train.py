@@ -78,6 +78,64 @@ def test_resuming_with_a_lowered_boundary_is_refused(trained, tmp_path):
     assert os.listdir(os.path.join(tmp_path, "checkpoints")) == [str(SUPERVISED_STEPS)]
 
 
+def test_a_refused_resume_is_refused_before_the_run_is_built(trained, tmp_path, monkeypatch):
+    """The checkpoint's small metadata is compared with the config before any dataset,
+    model or compilation is built (a refused resume costs about a second, not a whole build)."""
+    config, workdir = trained
+    copy_checkpoint(workdir, SUPERVISED_STEPS, str(tmp_path))
+
+    def built(*args, **kwargs):
+        raise AssertionError("the run was built before the resume was refused")
+
+    monkeypatch.setattr(train, "Run", built)
+    for field, value in [("schedule.batch_size", 8), ("critic.num_layers", 3), ("seed", 1)]:
+        other = tiny_config(config.data.data_dir)
+        section, name = field.split(".") if "." in field else (None, field)
+        (other[section] if section else other)[name] = value
+        with pytest.raises(train.checkpoint.CheckpointError, match=f"with {field}={value}"):
+            train.train_and_evaluate(other, str(tmp_path))
+
+
+def test_the_supervised_phase_may_be_extended_only_where_that_is_exact(trained, tmp_path):
+    """`extends_supervised_phase` (the seed table's no-critic arms): a run that ended its
+    supervised phase continues into a longer one and ends where a run of that length trained
+    at once ends; without the permission, or from a checkpoint past the phase, it is refused."""
+    config, workdir = trained
+    longer = tiny_config(
+        config.data.data_dir, supervised_steps=SUPERVISED_STEPS + 2, adversarial_steps=0
+    )
+    continued = tmp_path / "continued"
+    copy_checkpoint(workdir, SUPERVISED_STEPS, str(continued))
+    with pytest.raises(train.checkpoint.CheckpointError, match="schedule.supervised_steps"):
+        train.train_and_evaluate(longer, str(continued))
+    train.train_and_evaluate(longer, str(continued), extends_supervised_phase=True)
+    at_once = tmp_path / "at_once"
+    train.train_and_evaluate(longer, str(at_once))
+    end = SUPERVISED_STEPS + 2
+    chex.assert_trees_all_equal(
+        saved_state(longer, str(continued), end), saved_state(longer, str(at_once), end)
+    )
+    past = tmp_path / "past"
+    copy_checkpoint(workdir, SUPERVISED_STEPS + 1, str(past))
+    with pytest.raises(train.checkpoint.CheckpointError, match="schedule.supervised_steps"):
+        train.train_and_evaluate(longer, str(past), extends_supervised_phase=True)
+
+
+def test_a_command_checks_its_config_once(trained, tmp_path, monkeypatch):
+    """The config is checked at the door (training's, evaluation's), and trusted below it."""
+    from jaxgan import config_check, evaluate
+
+    config, workdir = trained
+    checked = []
+    original = config_check._check_fields
+    monkeypatch.setattr(config_check, "_check_fields", lambda *a: checked.append(1) or original(*a))
+    train.train_and_evaluate(tiny_config(config.data.data_dir), str(tmp_path / "run"))
+    assert len(checked) == 1
+    evaluate.evaluate_checkpoint(None, workdir)  # the recorded config
+    evaluate.evaluate_checkpoint(config, workdir)  # a given one
+    assert len(checked) == 3
+
+
 def test_divergence_stops_the_run_before_anything_bad_is_saved(trained, tmp_path):
     config, workdir = trained
     copy_checkpoint(workdir, SUPERVISED_STEPS, str(tmp_path))

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgan import steps
+from jaxgan import evaluate, steps
+from jaxgan.base_config import get_base_config
 from jaxgan.models.critic import Critic
 from jaxgan.models.resnet import resnet_small
 from jaxgan.state import create_train_state
@@ -69,3 +70,14 @@ def make_batch(seed, leading=()):
 
 def critic_batches(seed, kinds=("matched", "generated", "mismatched")):
     return {kind: make_batch(seed + i, (N_CRITIC,)) for i, kind in enumerate(kinds)}
+
+
+def classifier(state, mesh) -> evaluate.Classifier:
+    """Evaluation's compiled G (`evaluate.Classifier`) on the tiny G's evaluation variables
+    of `state`, over `mesh`: what `--mode=eval` and prediction run."""
+    config = get_base_config()
+    config.model.name, config.model.width = "resnet_small", 4
+    config.data.image_size = SIZE
+    config.schedule.eval_batch_size = BATCH
+    names = [str(i) for i in range(L)]
+    return evaluate.Classifier(config, names, mesh, variables=evaluate.eval_variables(state))

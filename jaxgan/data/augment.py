@@ -24,7 +24,7 @@ NORMALIZATIONS = {
 AUGMENTATIONS = ("paper", "flip", "none")
 
 
-def check_config(data_config) -> None:
+def check_choices(data_config) -> None:
     choose_one("data.augment", data_config.augment, AUGMENTATIONS)
     choose_one("data.normalization", data_config.normalization, sorted(NORMALIZATIONS))
 

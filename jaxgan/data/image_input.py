@@ -57,7 +57,6 @@ def load_image(path) -> np.ndarray:
 
 def prepare_eval(path, encoded: bytes, data_config) -> np.ndarray:
     """Steps 2-3 on `read_file(path)`'s bytes (`path` only names the file in errors)."""
-    augment.check_config(data_config)
     return augment.preprocess_eval(_decode(path, encoded), data_config).numpy()
 
 

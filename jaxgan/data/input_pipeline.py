@@ -190,7 +190,6 @@ def train_dataset(
     `train_records(source, data_config, seed)`, shared with the run's other streams; built here
     if not given.
     """
-    augment.check_config(data_config)
     index, count = process if process is not None else (jax.process_index(), jax.process_count())
     if global_batch % count:
         raise ValueError(
@@ -270,7 +269,6 @@ def eval_batches(source: Source, data_config, role: str, batch_size: int) -> Ite
     The last batch is padded to `batch_size`; its `mask` marks the real rows. Every process
     yields the same number of batches (multi-host steps must run in lockstep).
     """
-    augment.check_config(data_config)
     ds, decode = _read(source, role, shuffle_seed=None, shard=True)
 
     def preprocess(example):

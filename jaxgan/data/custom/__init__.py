@@ -18,7 +18,7 @@ __all__ = [
     "CONFIG_FIELDS",
     "Builder",
     "CustomConfig",
-    "check_config",
+    "check_data_fields",
     "make_builder",
     "make_source",
 ]
@@ -36,7 +36,7 @@ CONFIG_FIELDS = {
 }
 
 
-def check_config(data_config) -> None:
+def check_data_fields(data_config) -> None:
     """The data.* fields of a custom dataset, checked before any file is read."""
     if not data_config.get("labels_file"):
         raise ValueError("set --config.data.labels_file to your CSV or JSON lines labels file")
@@ -49,7 +49,7 @@ def check_config(data_config) -> None:
 
 def make_builder(data_config) -> Builder:
     """The (not necessarily prepared) builder for `data_config.image_dir` + `labels_file`."""
-    check_config(data_config)
+    check_data_fields(data_config)
     image_dir = os.path.expanduser(data_config.image_dir)
     if not os.path.isdir(image_dir):
         raise ValueError(f"data.image_dir {data_config.image_dir!r} is not a folder")

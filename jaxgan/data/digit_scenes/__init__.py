@@ -6,13 +6,13 @@ from jaxgan.choices import choose_one
 from jaxgan.data.datasets import Source, stored_labels
 from jaxgan.data.digit_scenes.digit_scenes_dataset_builder import CLASS_NAMES, Builder
 
-__all__ = ["Builder", "CLASS_NAMES", "CONFIG_FIELDS", "check_config", "make_source"]
+__all__ = ["Builder", "CLASS_NAMES", "CONFIG_FIELDS", "check_data_fields", "make_source"]
 
 # The data.* fields this dataset reads besides the base config's, with their types.
 CONFIG_FIELDS = {"builder_config": str}
 
 
-def check_config(data_config) -> None:
+def check_data_fields(data_config) -> None:
     """The data.* fields of digit_scenes, checked before anything is generated."""
     choose_one(
         "data.builder_config",

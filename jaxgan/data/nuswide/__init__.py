@@ -21,7 +21,7 @@ __all__ = [
     "CONCEPTS",
     "CONFIG_FIELDS",
     "Builder",
-    "check_config",
+    "check_data_fields",
     "make_builder",
     "make_source",
     "prepare",
@@ -39,13 +39,13 @@ CONFIG_FIELDS = {
 }
 
 
-def check_config(data_config) -> None:
+def check_data_fields(data_config) -> None:
     """The data.* fields of NUS-WIDE, checked before anything is read or built."""
     choose_one("data.split_scheme", data_config.get("split_scheme", "paper"), SPLIT_SCHEMES)
 
 
 def make_builder(data_config) -> Builder:
-    check_config(data_config)
+    check_data_fields(data_config)
     return Builder(
         config=data_config.get("split_scheme", "paper"), data_dir=data_config.get("data_dir")
     )

@@ -1,4 +1,4 @@
-"""experiments/paired_table.py: runs are shared exactly when the settings they depend on agree."""
+"""experiments/seed_table.py: runs are shared exactly when the settings they depend on agree."""
 
 import os
 import runpy
@@ -10,10 +10,10 @@ ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 
 @pytest.fixture(scope="module")
-def paired():
+def seed_table():
     sys.path.insert(0, os.path.join(ROOT, "experiments"))  # the script imports its neighbours
     try:
-        yield runpy.run_path(os.path.join(ROOT, "experiments", "paired_table.py"))
+        yield runpy.run_path(os.path.join(ROOT, "experiments", "seed_table.py"))
     finally:
         sys.path.remove(os.path.join(ROOT, "experiments"))
 
@@ -49,6 +49,7 @@ PHASE_TWO_ONLY = [
 # What the supervised phase depends on.
 PHASE_ONE = [
     ("optim.generator_learning_rate", 3e-4),
+    ("method.classification_loss", "asl"),
     ("schedule.batch_size", 8),
     ("model.name", "resnet34"),
     ("data.image_size", 64),
@@ -57,27 +58,37 @@ PHASE_ONE = [
 
 
 @pytest.mark.parametrize("path, value", PHASE_TWO_ONLY)
-def test_the_bce_phase_is_shared_across_adversarial_settings(paired, config, path, value):
-    key = paired["settings_key"]
-    assert key(changed(config, path, value), phase_one=True) == key(config, phase_one=True)
+def test_the_supervised_phase_is_shared_across_adversarial_settings(
+    seed_table, config, path, value
+):
+    key = seed_table["settings_key"]
+    assert key(changed(config, path, value), supervised_only=True) == key(
+        config, supervised_only=True
+    )
 
 
 @pytest.mark.parametrize("path, value", PHASE_ONE)
-def test_the_bce_phase_is_not_shared_across_its_own_settings(paired, config, path, value):
-    key = paired["settings_key"]
-    assert key(changed(config, path, value), phase_one=True) != key(config, phase_one=True)
+def test_the_supervised_phase_is_not_shared_across_its_own_settings(
+    seed_table, config, path, value
+):
+    key = seed_table["settings_key"]
+    assert key(changed(config, path, value), supervised_only=True) != key(
+        config, supervised_only=True
+    )
 
 
 @pytest.mark.parametrize("path, value", PHASE_ONE + PHASE_TWO_ONLY[:-4])
-def test_an_adversarial_run_depends_on_every_setting(paired, config, path, value):
-    key = paired["settings_key"]
-    assert key(changed(config, path, value), phase_one=False) != key(config, phase_one=False)
+def test_an_adversarial_run_depends_on_every_setting(seed_table, config, path, value):
+    key = seed_table["settings_key"]
+    assert key(changed(config, path, value), supervised_only=False) != key(
+        config, supervised_only=False
+    )
 
 
-def test_paired_differences_match_seeds(paired):
-    columns = paired["COLUMNS"].values()
+def test_paired_differences_match_seeds(seed_table):
+    columns = seed_table["COLUMNS"].values()
     bce = [{"seed": s, **{k: 0.1 * s for k in columns}} for s in (0, 1)]
     adversarial = [{"seed": s, **{k: 0.5 for k in columns}} for s in (1, 0)]
-    differences = paired["paired_differences"](bce, adversarial)
+    differences = seed_table["paired_differences"](bce, adversarial)
     assert [d["seed"] for d in differences] == [1, 0]
     assert [d["mAP"] for d in differences] == pytest.approx([0.4, 0.5])
