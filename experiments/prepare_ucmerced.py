@@ -1,6 +1,6 @@
 """Writes the labels file for UC Merced multi-label: 2,100 real aerial photographs, 17 labels.
 
-The real-photo experiments (`experiments/paired_table.py`, `experiments/results/photos_*.md`)
+The real-photo experiments (`experiments/seed_table.py`, `experiments/results/photos_*.md`)
 use this set through the custom-folder path (`configs/custom.py`). Nothing of it is kept in
 this repository; to re-create it:
 
