@@ -79,6 +79,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.optim.b2 = 0.999
     c.optim.weight_decay = 0.0
 
+    # JAX's persistent compilation cache (jaxgan/runtime.py): "" turns it off.
+    c.compilation_cache = ml_collections.ConfigDict()
+    c.compilation_cache.dir = "~/.cache/jaxgan/xla"
+    c.compilation_cache.max_gib = 4.0  # least recently used programs are evicted past this
+    c.compilation_cache.min_compile_seconds = 1.0  # quicker compilations are not stored
+
     c.schedule = ml_collections.ConfigDict()
     c.schedule.batch_size = 32  # global batch, split over all devices
     c.schedule.eval_batch_size = 64

@@ -102,6 +102,8 @@ RANGES = {
     "schedule.eval_every": AT_LEAST_0,
     "schedule.checkpoint_every": AT_LEAST_0,
     "model.ema_decay": UNIT_HALF_OPEN,
+    "compilation_cache.max_gib": POSITIVE,
+    "compilation_cache.min_compile_seconds": AT_LEAST_0,
 }
 
 

@@ -336,6 +336,7 @@ def config_of(saved: dict, step: int, config=None):
             raise CheckpointError(
                 f"the checkpoint at step {step} records a config that cannot run: {error}"
             ) from None
+        runtime.enable_compilation_cache(config.compilation_cache)
         return config
     for field, recorded in _recorded_input(saved).items():
         value = field_at(config, field)
@@ -354,6 +355,7 @@ def load_classifier(workdir: str, step=None, config=None, mesh=None) -> Classifi
     G's variables are read."""
     if config is not None:
         check_config(config, for_training=False)
+        runtime.enable_compilation_cache(config.compilation_cache)
     checkpointer = Checkpointer(workdir, read_only=True)
     try:
         resolved = checkpointer.resolve_step(step)

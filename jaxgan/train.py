@@ -1,17 +1,18 @@
 """The training loop: build the state, restore, run both phases, evaluate, checkpoint, log."""
 
 import os
+import time
 from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgan import checkpoint, evaluate, pairs, parallel, steps
+from jaxgan import checkpoint, evaluate, pairs, parallel, runtime, steps
 from jaxgan import metrics as metrics_lib
 from jaxgan import pace as pace_lib
 from jaxgan.checkpoint import Checkpointer, metadata
-from jaxgan.compiled import compile_steps
+from jaxgan.compiled import CompiledAhead, adversarial_shapes, compile_steps
 from jaxgan.config_check import check_config
 from jaxgan.data import input_pipeline
 from jaxgan.data.datasets import get_source
@@ -61,13 +62,15 @@ class Run:
         self.checkpointer = Checkpointer(workdir, config.schedule.keep_checkpoints)
         self.classifier = evaluate.Classifier(config, self.source.class_names, self.mesh)
         self.saved_meta = {}  # the restored checkpoint's metadata
-        compiled = compile_steps(self.ctx, self.mesh)
+        self.compiled = compile_steps(self.ctx, self.mesh)
+        compiled = self.compiled
         self.supervised_step, self.adversarial_step = compiled.supervised, compiled.adversarial
         self.data_sharding, self.stacked_sharding = compiled.data, compiled.stacked
 
     def _init_state(self, generator_tx, critic_tx):
         """The initial state, built by two jitted functions (G's variables, then everything
-        else) rather than op by op: two compilations instead of one per initialiser."""
+        else) rather than op by op. Only the first traces G: the critic's initialisers need
+        f_ext's feature shape, not its values, so the second compiles no pass of G."""
         config = self.config
         g_key, critic_key, run_key = jax.random.split(jax.random.key(config.seed), 3)
         size = config.data.image_size
@@ -84,9 +87,12 @@ class Run:
             g_variables = load_pretrained(config.model.pretrained, g_variables, config.model.name)
         pretrained_f_ext = config.method.feature_extractor == "pretrained"
         uses_ema = evaluate.uses_ema(config)
+        feature_shape = jax.eval_shape(
+            lambda v: self.generator.apply(v, image, train=False, features_only=True), g_variables
+        )
 
         def init_rest(g_variables, critic_key, run_key):
-            features = self.generator.apply(g_variables, image, train=False, features_only=True)
+            features = jnp.zeros(feature_shape.shape, feature_shape.dtype)
             labels = jnp.zeros((1, self.num_labels))
             critic_params = self.critic.init(critic_key, labels, features)["params"]
             return create_train_state(
@@ -118,6 +124,16 @@ class Run:
             self.classifier, self.source, evaluate.eval_variables(self.state)
         )
         return {"step": int(self.state.step), **report}
+
+
+def _compilation_left(adversarial, first_seconds: dict) -> float:
+    """Seconds the loop may still wait at the phase switch for the adversarial update's
+    compilation running ahead: the supervised step's compilation time (its first call) times
+    the update's cost in compilation (about 1.5 of it), less the time it has run."""
+    if not isinstance(adversarial, CompiledAhead) or adversarial.done():
+        return 0.0
+    expected = 1.5 * first_seconds.get("supervised", 0.0)
+    return max(expected - (time.perf_counter() - adversarial.started), 0.0)
 
 
 def _progress_line(step, total, phase, values, rate, seconds_left):
@@ -185,8 +201,10 @@ def take_feature_extractor_if_due(state, mesh, from_ema: bool = False):
     (`method.snapshot_ema`): the snapshot is G's moving average."""
     if bool(jax.device_get(state.f_ext_taken)):
         return state
-    snapshot = snapshot_feature_extractor(state, from_ema)
-    return jax.device_put(snapshot, parallel.replicated(mesh))
+    take = jax.jit(
+        snapshot_feature_extractor, static_argnums=1, out_shardings=parallel.replicated(mesh)
+    )
+    return take(state, from_ema)
 
 
 class NonFiniteError(ValueError):
@@ -237,6 +255,7 @@ def train_and_evaluate(config, workdir: str, extends_supervised_phase: bool = Fa
     result is the run trained with that length at once; `experiments/seed_table.py` grows its
     no-critic runs this way)."""
     check_config(config)  # the door: everything below trusts the config
+    runtime.enable_compilation_cache(config.compilation_cache)  # before anything compiles
     checkpoint.check_workdir(workdir)  # before any data is built: a blocked or read-only path
     if os.path.isdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR)):
         resumed = Checkpointer(workdir, config.schedule.keep_checkpoints, read_only=True)
@@ -270,11 +289,12 @@ def train_and_evaluate(config, workdir: str, extends_supervised_phase: bool = Fa
         f"{schedule.supervised_steps} supervised ({config.method.classification_loss}) + "
         f"{schedule.adversarial_steps} adversarial steps",
     )
-    kinds = len(pairs.pair_kinds(config.method.negative_sampling))
-    prior = pace_lib.adversarial_cost_prior(config.method.n_critic, kinds)
+    kinds = pairs.pair_kinds(config.method.negative_sampling)
+    prior = pace_lib.adversarial_cost_prior(config.method.n_critic, len(kinds))
     pace = pace_lib.Pace()
     compiled = {"supervised": run.supervised_step, "adversarial": run.adversarial_step}
     first_call = set(compiled)  # a phase's first step in this process compiles
+    first_seconds = {}  # the first call's time, per phase (the supervised one compiles)
     report, nonfinite, in_adversarial_phase = None, [], False
     batches = parallel.DevicePrefetch(
         step_batches(config, run.source, step),
@@ -291,8 +311,21 @@ def train_and_evaluate(config, workdir: str, extends_supervised_phase: bool = Fa
             if phase in first_call:  # compilation: timed apart, not counted as a step
                 first_call.discard(phase)
                 jax.block_until_ready(run.state)
+                started = time.perf_counter()
                 run.state, values = compiled[phase](run.state, *step_inputs)
                 jax.block_until_ready(values)
+                first_seconds[phase] = time.perf_counter() - started
+                writer.write(
+                    {"event": "first_step", "phase": phase, "seconds": first_seconds[phase]},
+                    f"{phase} phase: first step in {first_seconds[phase]:.1f} s "
+                    + ("(compiled ahead)" if isinstance(compiled[phase], CompiledAhead)
+                       else "(compilation included)"),
+                )  # fmt: skip
+                if phase == "supervised" and step + 1 < total:  # compile the next phase now
+                    shapes = adversarial_shapes(
+                        run.compiled, run.state, step_inputs[0], config.method.n_critic, kinds
+                    )
+                    compiled["adversarial"] = CompiledAhead(run.adversarial_step, *shapes)
                 pace.restart()  # the wait for the first batches and the compilation are no step's
             else:
                 run.state, values = compiled[phase](run.state, *step_inputs)
@@ -314,7 +347,7 @@ def train_and_evaluate(config, workdir: str, extends_supervised_phase: bool = Fa
                     max(schedule.supervised_steps - step, 0),
                     total - max(step, schedule.supervised_steps),
                     prior,
-                )
+                ) + _compilation_left(compiled["adversarial"], first_seconds)
                 record = {"step": step, "phase": phase, **values}
                 if rate is not None:
                     record["steps_per_s"] = rate

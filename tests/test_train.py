@@ -280,3 +280,31 @@ def test_pretrained_f_ext_is_the_pretrained_backbone(data_dir, tmp_path):
     state = jax.device_get(train.take_feature_extractor_if_due(run.state, run.mesh))
     for kind, tree in backbone.items():
         chex.assert_trees_all_equal({k: state.f_variables[kind][k] for k in tree}, tree)
+
+
+def test_the_initial_state_is_the_one_a_pass_of_g_would_give(data_dir, tmp_path):
+    """The critic is initialised from f_ext's feature shape alone (no pass of G is compiled):
+    the state equals, parameter by parameter, the one built with G's real features."""
+    from jaxgan.state import create_train_state
+
+    config = tiny_config(data_dir)
+    run = train.Run(config, str(tmp_path))
+    run.checkpointer.close()
+    g_key, critic_key, run_key = jax.random.split(jax.random.key(config.seed), 3)
+    image = jnp.zeros((1, config.data.image_size, config.data.image_size, 3))
+
+    @jax.jit
+    def with_a_pass_of_g(g_key, critic_key, run_key):  # the earlier build, compiled likewise
+        g_variables = run.generator.init({"params": g_key, "dropout": g_key}, image, train=False)
+        features = run.generator.apply(g_variables, image, train=False, features_only=True)
+        critic_params = run.critic.init(critic_key, jnp.zeros((1, run.num_labels)), features)
+        return create_train_state(
+            run_key,
+            g_variables,
+            critic_params["params"],
+            run.ctx.generator_tx,
+            run.ctx.critic_tx,
+        )
+
+    expected = with_a_pass_of_g(g_key, critic_key, run_key)
+    chex.assert_trees_all_equal(jax.device_get(run.state), jax.device_get(expected))
