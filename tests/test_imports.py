@@ -12,6 +12,7 @@ TF_FREE = [
     "jaxgan.sampling",
     "jaxgan.losses",
     "jaxgan.state",
+    "jaxgan.flops",
     "jaxgan.steps",
     "jaxgan.parallel",
     "jaxgan.compiled",
