@@ -272,10 +272,19 @@ def live(closed: jex.ClosedJaxpr) -> jex.Jaxpr:
     return jaxpr
 
 
+def trace(fn: Callable, *args, **kwargs) -> jex.ClosedJaxpr:
+    """The jaxpr of `fn(*args, **kwargs)`. A `jax.jit`-wrapped function is traced as itself
+    (`.trace`), so the compiled steps count as they are, compiler options and all (which
+    `jax.make_jaxpr` refuses on a nested jit)."""
+    if hasattr(fn, "trace"):
+        return fn.trace(*args, **kwargs).jaxpr
+    return jax.make_jaxpr(fn)(*args, **kwargs)
+
+
 def count(fn: Callable, *args, **kwargs) -> Count:
     """Traces `fn(*args, **kwargs)` (arrays or `jax.ShapeDtypeStruct`s; nothing runs) and
     counts the FLOPs of what its outputs need."""
-    return count_jaxpr(live(jax.make_jaxpr(fn)(*args, **kwargs)))
+    return count_jaxpr(live(trace(fn, *args, **kwargs)))
 
 
 def flops(fn: Callable, *args, **kwargs) -> float:
