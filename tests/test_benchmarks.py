@@ -13,6 +13,16 @@ from tiny_run import ROOT
 NEEDS_TORCH = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None, reason="torch (a test extra) is not installed"
 )
+# The embedded config made tiny, as tests/tiny_run.py makes it.
+TINY_RUN = (
+    "--config.data.builder_config=small",
+    "--image_size=16",
+    "--batch_size=16",
+    "--config.model.width=4",
+    "--config.discriminator.embed_dim=8",
+    "--config.discriminator.hidden_dim=16",
+    "--config.discriminator.num_layers=2",
+)
 
 
 def run_benchmark(script, *flags, out):
@@ -102,3 +112,47 @@ def test_conv(tmp_path):
     )
     assert numbers["times_ms"]["stem 7x7/2"]["jax"]["forward"]
     assert "All of ResNet-18's convolution work" in table
+
+
+def test_input_pipeline(tmp_path):
+    numbers, table = run_benchmark(
+        "input.py",
+        "--mode=pipeline",
+        "--cores=1",
+        "--seconds=0.2",
+        "--num_images=4",
+        "--image_size=32",
+        "--batch_size=2",
+        out=tmp_path / "pipeline",
+    )
+    assert [(r["mode"], r["cores"]) for r in numbers["rows"]] == [("train", 1), ("eval", 1)]
+    assert "| paper augmentation | 1 |" in table
+
+
+def test_input_cpu(tmp_path, data_dir):
+    numbers, table = run_benchmark(
+        "input.py",
+        "--mode=cpu",
+        *TINY_RUN,
+        f"--config.data.data_dir={data_dir}",
+        "--iters=3",
+        "--warmup=1",
+        out=tmp_path / "cpu",
+    )
+    assert numbers["batches"] == 3 and numbers["batch_size"] == 16
+    assert "ms of CPU" in table
+
+
+def test_input_stall(tmp_path, data_dir):
+    numbers, table = run_benchmark(
+        "input.py",
+        "--mode=stall",
+        *TINY_RUN,
+        f"--config.data.data_dir={data_dir}",
+        "--phase=supervised",
+        "--iters=1",
+        "--rounds=1",
+        out=tmp_path / "stall",
+    )
+    assert [row["phase"] for row in numbers["phases"]] == ["supervised"]
+    assert "| supervised |" in table
