@@ -136,7 +136,7 @@ def _versus(jax_ms, torch_ms):
     return f"{jax_ms:.0f} / {torch_ms:.0f} ({torch_ms / jax_ms:.2f}×)"
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = cli.parser(
         __doc__,
         ("image_size", "batch_size", "dtype", "iters", "rounds", "out", "cpu_runtime"),
@@ -156,6 +156,13 @@ def main(argv=None):
     if args.dtype not in ("float32", "bfloat16"):
         parser.error(f"--dtype={args.dtype}: choose float32 or bfloat16")
     cli.check_positive(parser, args, ("image_size", "batch_size", "iters", "rounds"))
+    if args.big_gemm < 0:
+        parser.error(f"--big_gemm must be >= 0, got {args.big_gemm}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     cli.configure_runtime(args)
     sides = feature_sides(args.image_size)
     shapes = [

@@ -107,10 +107,18 @@ def load_config(args):
     from absl import flags
     from ml_collections import config_flags
 
+    argv = ["input.py", f"--config={args.config}", *args.config_overrides]
     values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "Config file.", flag_values=values)
-    values(["input.py", f"--config={args.config}", *args.config_overrides])
-    config = values.config
+    config_flags.DEFINE_config_file(
+        "config", None, "Config file.", flag_values=values, sys_argv=argv
+    )
+    try:
+        values(argv)
+        config = values.config
+        config.keys()  # a config that failed to load raises here, not at first use
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as error:
+        message = " ".join(str(error).split())
+        raise SystemExit(f"error: --config={args.config}: {message}") from None
     if args.image_size is not None:
         config.data.image_size = args.image_size
     if args.batch_size is not None:
