@@ -12,7 +12,7 @@ import pytest
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from jaxgan import flops
+from jaxgan import flops, runtime
 from jaxgan.models import create_generator
 from jaxgan.models.resnet import resnet_small
 
@@ -70,8 +70,15 @@ def shapes(model, batch, size):
     return jax.eval_shape(init, jax.random.key(0), image), image
 
 
+def nested(fn):
+    """`fn` jitted inside the traced function, as a step calls jitted pieces: the count has to
+    go into the jit's sub-jaxpr to see anything. (A jitted function passed to `flops.count`
+    itself is traced as itself, without one.)"""
+    return lambda *args: jax.jit(fn)(*args)
+
+
 def forward_flops(model, variables, image):
-    return flops.flops(jax.jit(functools.partial(model.apply, train=False)), variables, image)
+    return flops.flops(nested(functools.partial(model.apply, train=False)), variables, image)
 
 
 def training_step_flops(model, variables, image):
@@ -87,7 +94,7 @@ def training_step_flops(model, variables, image):
         )
         return optax.sigmoid_binary_cross_entropy(logits, labels).mean()
 
-    step = jax.jit(jax.value_and_grad(loss))
+    step = nested(jax.value_and_grad(loss))
     return flops.flops(step, variables["params"], variables["batch_stats"], image, labels)
 
 
@@ -269,7 +276,9 @@ ONE = 2 * 8**3  # one 8x8 matrix product
 @pytest.mark.parametrize(
     "fn, expected, unknown_loops",
     [
-        (jax.jit(_matmul), ONE, 0),
+        (nested(_matmul), ONE, 0),
+        # a jitted function with compiler options (the trainer's steps), traced as itself
+        (jax.jit(_matmul, compiler_options=runtime.CPU_OPTIONS), ONE, 0),
         (jax.checkpoint(_matmul), ONE, 0),
         (_custom_jvp, ONE, 0),
         (_custom_vjp, ONE, 0),
@@ -289,6 +298,7 @@ ONE = 2 * 8**3  # one 8x8 matrix product
     ],
     ids=[
         "jit",
+        "jit_with_options",
         "checkpoint",
         "custom_jvp",
         "custom_vjp",
@@ -311,6 +321,7 @@ def test_a_shard_map_counts_every_shard():
     x = jax.device_put(jnp.ones((16, 8)), jax.NamedSharding(mesh, P("data")))
     body = jax.shard_map(lambda x: x @ x.T, mesh=mesh, in_specs=P("data"), out_specs=P("data"))
     assert flops.flops(jax.jit(body), x) == 4 * 2 * 4 * 8 * 4
+    assert flops.flops(nested(body), x) == 4 * 2 * 4 * 8 * 4
 
 
 def test_dtype_does_not_change_the_count():
