@@ -299,7 +299,7 @@ def measure_stall(run, phase: str, window: int, windows: int) -> dict:
     if phase == "supervised":
         step_fn, start = run.supervised_step, 0
     else:
-        step_fn, start = run.adversarial_step, config.schedule.bce_steps
+        step_fn, start = run.adversarial_step, config.schedule.supervised_steps
         run.state = train.take_feature_extractor_if_due(run.state, run.mesh)
     stream = parallel.DevicePrefetch(
         train.step_batches(config, run.source, start),
@@ -334,13 +334,19 @@ def stall(args) -> tuple[dict, list[str]]:
     import jax
 
     from jaxgan import train
+    from jaxgan.choices import ConfigError
+    from jaxgan.config_check import check_config
 
     config = load_config(args)
     schedule = config.schedule
     needed = 2 * (args.rounds + 2) * args.iters  # steps the stream must hold
-    schedule.bce_steps = max(schedule.bce_steps, needed)
+    schedule.supervised_steps = max(schedule.supervised_steps, needed)
     schedule.adversarial_steps = max(schedule.adversarial_steps, needed)
     phases = ("supervised", "adversarial") if args.phase == "both" else (args.phase,)
+    try:
+        check_config(config)  # train.Run trusts a checked config, as the main command has it
+    except ConfigError as error:
+        raise SystemExit(f"error: {error}") from None
     with tempfile.TemporaryDirectory() as workdir:
         run = train.Run(config, workdir)
         rows = []

@@ -171,6 +171,7 @@ def _kernels(depthwise):
 IMAGES = jnp.ones((2, 19, 19, 3))
 
 
+@pytest.mark.xla_optimized  # XLA's count of the program users compile
 def test_agrees_with_xla_on_the_cpu():
     """The forward: equal to XLA's count (it counts only these ops here). A training step's
     gradients of every kernel (no padded convolution, no image gradient): within 0.5 %, XLA
