@@ -1,8 +1,4 @@
-"""Markdown tables of results over seeds, and the results files, shared by the experiment
-scripts."""
-
-import json
-import os
+"""Markdown tables of results over seeds, shared by the experiment scripts."""
 
 import numpy as np
 
@@ -35,12 +31,3 @@ def format_table(results: dict, columns: dict) -> str:
             cells.append(f"{values.mean():.2f} ± {values.std():.2f}")
         lines.append(f"| {name} (n={len(runs)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def write_results(out: str, result: dict, table: str) -> None:
-    """`<out>.json` (the numbers) and `<out>.md` (the table), creating the folder."""
-    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    with open(out + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-    with open(out + ".md", "w") as f:
-        f.write(table if table.endswith("\n") else table + "\n")

@@ -1,4 +1,5 @@
-"""The train state: both networks, both optimiser states, the frozen f_ext, counters, RNG."""
+"""The train state: both networks, both optimiser states, the frozen f_ext, counters, RNG;
+and the optimiser that updates them."""
 
 from typing import Any
 
@@ -52,6 +53,16 @@ class TrainState:
 
     def key(self) -> jax.Array:
         return jax.random.wrap_key_data(self.rng)
+
+
+def make_optimizer(learning_rate: float, optim_config) -> optax.GradientTransformation:
+    """Adam from `config.optim` (b1, b2), AdamW when `optim_config.weight_decay` is set: the
+    optimiser of both networks, as the training loop and the step benchmark build it."""
+    if optim_config.weight_decay:
+        return optax.adamw(
+            learning_rate, optim_config.b1, optim_config.b2, weight_decay=optim_config.weight_decay
+        )
+    return optax.adam(learning_rate, optim_config.b1, optim_config.b2)
 
 
 def copy_tree(tree):

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxgan import checkpoint, evaluate, pairs, parallel, runtime, steps
 from jaxgan import metrics as metrics_lib
@@ -19,15 +18,7 @@ from jaxgan.data.datasets import get_source
 from jaxgan.metric_writer import MetricWriter
 from jaxgan.models import create_generator
 from jaxgan.models.critic import create_critic
-from jaxgan.state import create_train_state, snapshot_feature_extractor
-
-
-def make_optimizer(learning_rate: float, optim_config) -> optax.GradientTransformation:
-    if optim_config.weight_decay:
-        return optax.adamw(
-            learning_rate, optim_config.b1, optim_config.b2, weight_decay=optim_config.weight_decay
-        )
-    return optax.adam(learning_rate, optim_config.b1, optim_config.b2)
+from jaxgan.state import create_train_state, make_optimizer, snapshot_feature_extractor
 
 
 def batches_per_update(config) -> int:

@@ -13,22 +13,20 @@ calls them. Rounds alternate the two libraries so both see the same load; each c
 median over rounds of the mean time per call, each timed block after a pause and an untimed
 call (`mean_time`).
 
-    python experiments/conv_benchmark.py --image_size=112 --batch_size=16 --rounds=7 --iters=3
+    python benchmarks/conv.py --image_size=112 --batch_size=16 --rounds=7 --iters=3 \
+        --out=benchmarks/results/conv_parts_cpu
 """
 
-import argparse
 import datetime
 import functools
 import os
 import statistics
-import sys
-import time
 
+import cli  # benchmarks/cli.py
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from tables import write_results  # experiments/tables.py
 
 from jaxgan import runtime
 
@@ -63,7 +61,6 @@ def feature_sides(image_size):
 
 CONV_PARTS = ("forward", "input grad", "kernel grad")  # what a training step computes
 PARTS = (*CONV_PARTS, "GEMM")
-BIG_GEMM = 2048
 
 
 def _gemm_of(shape):
@@ -139,40 +136,34 @@ def _versus(jax_ms, torch_ms):
     return f"{jax_ms:.0f} / {torch_ms:.0f} ({torch_ms / jax_ms:.2f}×)"
 
 
-def mean_time(call, iters, clock=time.perf_counter):
-    """Mean time of `iters` calls after a pause and one untimed call. Both libraries' worker
-    threads spin for milliseconds after their last task (libgomp's default spin count, Eigen's
-    pool): a call of a few milliseconds right after the other library's would share the cores
-    with those spinning threads. The pause lets them sleep; the untimed call warms the caches."""
-    time.sleep(0.05)
-    call()
-    start = clock()
-    for _ in range(iters):
-        call()
-    return (clock() - start) / iters
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--image_size", type=int, default=112)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--iters", type=int, default=3, help="calls per side per round")
+def parse_args(argv=None):
+    parser = cli.parser(
+        __doc__,
+        ("image_size", "batch_size", "dtype", "iters", "rounds", "out", "cpu_runtime"),
+        iters=3,
+    )
+    parser.add_argument(
+        "--big_gemm", type=int, default=2048, help="side of the closing square GEMM; 0: none"
+    )
     parser.add_argument(
         "--xla_options",
         default="project",
         choices=("project", "none"),
         help="project: jaxgan/runtime.py's compiler options (as training); none: XLA's",
     )
-    parser.add_argument(
-        "--clock",
-        default="wall",
-        choices=("wall", "process"),
-        help="process: this process's CPU seconds (pin it to one core, e.g. `taskset -c 1`)",
-    )
-    parser.add_argument("--out", default="", help="write <out>.json and <out>.md")
+    cli.add_clock_flag(parser)
     args = parser.parse_args(argv)
+    if args.dtype not in ("float32", "bfloat16"):
+        parser.error(f"--dtype={args.dtype}: choose float32 or bfloat16")
+    cli.check_positive(parser, args, ("image_size", "batch_size", "iters", "rounds"))
+    if args.big_gemm < 0:
+        parser.error(f"--big_gemm must be >= 0, got {args.big_gemm}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cli.configure_runtime(args)
     sides = feature_sides(args.image_size)
     shapes = [
         (args.batch_size, sides[place], cin, cout, k, s, p, count)
@@ -182,29 +173,35 @@ def main(argv=None):
     jdtype = jnp.float32 if args.dtype == "float32" else jnp.bfloat16
     tdtype = torch.float32 if args.dtype == "float32" else torch.bfloat16
     options = runtime.compiler_options("cpu") if args.xla_options == "project" else {}
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    clock = cli.clock(args.clock)
     libs = {"jax": [], "torch": []}
     for shape in shapes:
         libs["jax"].append(jax_conv_parts(shape, jdtype, options))
         libs["torch"].append(torch_conv_parts(shape, tdtype))
-    loads = [os.getloadavg()[0]]
+    loads = [cli.load_average()]
     times = {name: {lib: {p: [] for p in PARTS} for lib in libs} for name in names}
     for _ in range(args.rounds):
         for i, name in enumerate(names):
             for part in PARTS:
                 for lib, calls in libs.items():
                     times[name][lib][part].append(
-                        mean_time(calls[i][part], args.iters, clock) * 1e3
+                        cli.mean_time(calls[i][part], args.iters, clock) * 1e3
                     )
-        loads.append(os.getloadavg()[0])
-    big_calls = {
-        "jax": jax_gemm((BIG_GEMM,) * 3, jdtype, options),
-        "torch": torch_gemm((BIG_GEMM,) * 3, tdtype),
-    }
-    big = {
-        lib: 2 * BIG_GEMM**3 / 1e9 / statistics.median(mean_time(call, 1, clock) for _ in range(5))
-        for lib, call in big_calls.items()
-    }
+        loads.append(cli.load_average())
+    big = {}
+    if args.big_gemm:
+        side = args.big_gemm
+        big_calls = {
+            "jax": jax_gemm((side,) * 3, jdtype, options),
+            "torch": torch_gemm((side,) * 3, tdtype),
+        }
+        big = {
+            lib: 2
+            * side**3
+            / 1e9
+            / statistics.median(cli.mean_time(call, 1, clock) for _ in range(5))
+            for lib, call in big_calls.items()
+        }
     medians = {
         name: {
             lib: {p: statistics.median(t) for p, t in by_part.items()} for lib, by_part in d.items()
@@ -235,14 +232,14 @@ def main(argv=None):
     all_jax, all_torch = sum(totals["jax"].values()), sum(totals["torch"].values())
     table = "\n".join(
         [
-            "`python experiments/conv_benchmark.py " + " ".join(sys.argv[1:]) + "`",
+            f"`{cli.command()}`",
             "",
             f"ResNet-18's convolutions at {args.image_size} px, batch {args.batch_size}, "
             f"{args.dtype}, each part alone; jax {jax.__version__}, torch "
             f"{torch.__version__} ({torch.get_num_threads()} threads), {os.cpu_count()} cores; "
             f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}; median of "
             f"{args.rounds} alternating rounds of {args.iters} calls, {args.clock} clock; XLA "
-            f"options {options or 'none'}; 1-minute load average "
+            f"options {options or 'none'}; CPU runtime: {args.cpu_runtime}; 1-minute load average "
             f"{min(loads):.1f}-{max(loads):.1f}. Cells: XLA / torch.",
             "",
             "| conv | side, channels | per net | forward ms | input grad ms | kernel grad ms "
@@ -253,15 +250,24 @@ def main(argv=None):
             "",
             f"All of ResNet-18's convolution work in a training step: XLA {all_jax:.0f} ms, "
             f"torch {all_torch:.0f} ms (XLA at {all_torch / all_jax:.2f}× torch's speed).",
-            f"One large GEMM alone ({BIG_GEMM}³): XLA {big['jax']:.0f} GFLOP/s, torch "
-            f"{big['torch']:.0f} GFLOP/s.",
         ]
     )
+    if big:
+        table += (
+            f"\nOne large GEMM alone ({args.big_gemm}³): XLA {big['jax']:.0f} GFLOP/s, torch "
+            f"{big['torch']:.0f} GFLOP/s."
+        )
     print(table)
     if args.out:
-        write_results(
+        cli.write_results(
             args.out,
-            {"args": vars(args), "loads": loads, "times_ms": times, "big_gemm_gflops": big},
+            {
+                "command": cli.command(),
+                "args": vars(args),
+                "loads": loads,
+                "times_ms": times,
+                "big_gemm_gflops": big,
+            },
             table,
         )
 

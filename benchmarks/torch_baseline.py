@@ -1,4 +1,4 @@
-"""The same training steps in PyTorch eager, to compare `experiments/benchmark.py` against.
+"""The same training steps in PyTorch eager, to compare `benchmarks/steps.py` against.
 
 What a PyTorch user would write for the method (docs/method.md), timed the same way on the same
 synthetic data shapes: the BCE step (train-mode forward, BCE summed over labels and averaged
@@ -7,54 +7,72 @@ f_ext features of three batches, Eq. 4 with the gradient penalty through autogra
 create_graph, Adam), one generator update (Eq. 2, the critic's parameters not differentiated,
 Adam), and the adversarial update (n_critic critic updates on fresh batches, then the
 generator update). torchvision's networks with an 80-way output layer, NCHW (torch's default
-layout), float32 or bfloat16 autocast. Takes benchmark.py's flags:
+layout), float32 or bfloat16 autocast. Takes steps.py's flags:
 
-    python experiments/torch_reference.py --model=resnet18 --image_size=112 --batch_size=16
+    python benchmarks/torch_baseline.py --model=resnet18 --image_size=112 --batch_size=16 \
+        --out=benchmarks/results/torch_reference_resnet18_cpu
 
-torch and torchvision are test extras, not runtime packages; this script is an experiment.
+With --interleaved, JAX (steps.py's compiled steps) against PyTorch in one process. On a
+machine shared with other jobs, two runs a minute apart see different loads: this mode builds
+both implementations once, then alternates them round by round (--iters calls of JAX, the same
+number of PyTorch calls, for each step) so that every round compares the two under the same
+load; it reports each side's median over all rounds and the median of the per-round speed
+ratios. The CPU runtime (--cpu_runtime) is the process's: PyTorch runs under it too.
+
+    python benchmarks/torch_baseline.py --interleaved --model=resnet18 --image_size=112 \
+        --batch_size=16 --rounds=5 --iters=2 --out=benchmarks/results/compare_torch_cpu
+
+On a quiet machine the two scripts run one after the other give the official numbers.
+torch and torchvision are test extras, not runtime packages.
 """
 
-import argparse
 import copy
 import datetime
 import os
 import platform
 import statistics
-import sys
 import time
 
+import cli  # benchmarks/cli.py
 import torch
 import torchvision
-from tables import write_results  # experiments/tables.py
 from torch import nn
 
 MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg16", "inception_v3")
 STEP_NAMES = ("bce", "critic", "generator", "adversarial")
+INTERLEAVED_ORDER = ("bce", "adversarial", "critic", "generator")
+DEFAULTS = {"steps": ",".join(STEP_NAMES), "iters": 5}
+INTERLEAVED_DEFAULTS = {"steps": "bce,adversarial", "iters": 2}
 
 # The paper's method settings (jaxgan/base_config.py's defaults).
 ALPHA, GP_WEIGHT, BETA, N_CRITIC, LEARNING_RATE = 10.0, 10.0, 0.9, 3, 1e-4
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="resnet18", help=f"one of {list(MODELS)}")
-    parser.add_argument("--image_size", type=int, default=112)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+def parse_args(argv=None):
+    parser = cli.parser(
+        __doc__,
+        ("model", "image_size", "batch_size", "dtype", "iters", "rounds", "out", "cpu_runtime"),
+        iters=None,
+    )
+    parser.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="alternate JAX's compiled steps and PyTorch's, round by round, in one process",
+    )
     parser.add_argument("--num_labels", type=int, default=80)
-    parser.add_argument("--steps", default=",".join(STEP_NAMES), help="which steps to time")
-    parser.add_argument("--iters", type=int, default=5, help="timed calls per step")
+    parser.add_argument("--steps", default=None, help="which steps to time")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls first")
     parser.add_argument(
         "--threads", type=int, default=0, help="torch intra-op threads; 0 = default"
     )
-    parser.add_argument("--out", default="", help="write <out>.json and <out>.md")
+    cli.add_clock_flag(parser)
     args = parser.parse_args(argv)
+    cli.fill_defaults(args, INTERLEAVED_DEFAULTS if args.interleaved else DEFAULTS)
     if args.model not in MODELS:
         parser.error(f"--model={args.model} has no torchvision counterpart; one of {list(MODELS)}")
-    for name in ("image_size", "batch_size", "num_labels", "iters"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.dtype not in ("float32", "bfloat16"):
+        parser.error(f"--dtype={args.dtype}: choose float32 or bfloat16")
+    cli.check_positive(parser, args, ("image_size", "batch_size", "num_labels", "iters", "rounds"))
     unknown = set(args.steps.split(",")) - set(STEP_NAMES)
     if unknown:
         parser.error(f"--steps has {sorted(unknown)}; choose from {list(STEP_NAMES)}")
@@ -224,7 +242,7 @@ def time_calls(call, iters, warmup):
 def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
-    load_start = os.getloadavg()[0]
+    load_start = cli.load_average()
     reference = Reference(args)
     rows = {}
     for name in STEP_NAMES:
@@ -242,7 +260,7 @@ def run(args) -> dict:
         }
         print(f"{name}: {median * 1e3:.1f} ms", flush=True)
     result = {
-        "command": "python experiments/torch_reference.py " + " ".join(sys.argv[1:]),
+        "command": cli.command(),
         "args": vars(args),
         "environment": {
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -251,7 +269,7 @@ def run(args) -> dict:
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
         },
-        "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
+        "load_average_1min": {"start": load_start, "end": cli.load_average()},
         "steps": rows,
     }
     if "bce" in rows and "adversarial" in rows:
@@ -288,13 +306,94 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def interleaved(args) -> tuple[dict, str]:
+    """JAX's compiled steps (steps.py's `Bench`) and PyTorch's, alternated round by round."""
+    import steps as jax_steps  # benchmarks/steps.py: imports JAX
+
+    cli.configure_runtime(args)
+    clock = cli.clock(args.clock)
+    shared = [
+        f"--model={args.model}",
+        f"--image_size={args.image_size}",
+        f"--batch_size={args.batch_size}",
+        f"--dtype={args.dtype}",
+        f"--num_labels={args.num_labels}",
+        f"--steps={args.steps}",
+        f"--cpu_runtime={args.cpu_runtime}",
+    ]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load = [cli.load_average()]
+    jax_bench = jax_steps.Bench(jax_steps.parse_args(shared))
+    reference = Reference(args)
+    names = [n for n in INTERLEAVED_ORDER if n in args.steps.split(",")]
+    compiled = {n: jax_bench.compile(n) for n in names}
+    for n in names:  # warm both up
+        jax_bench.call(compiled[n])
+        reference.step(n)()
+    times = {n: {"jax": [], "torch": [], "ratio": []} for n in names}
+    for r in range(args.rounds):
+        for n in names:
+            t_jax = cli.mean_time(lambda n=n: jax_bench.call(compiled[n]), args.iters, clock)
+            t_torch = cli.mean_time(reference.step(n), args.iters, clock)
+            times[n]["jax"].append(t_jax * 1e3)
+            times[n]["torch"].append(t_torch * 1e3)
+            times[n]["ratio"].append(t_torch / t_jax)
+            print(
+                f"round {r}: {n} jax {t_jax * 1e3:.0f} ms, torch {t_torch * 1e3:.0f} ms, "
+                f"jax speed = {t_torch / t_jax:.2f}x torch's",
+                flush=True,
+            )
+        load.append(cli.load_average())
+    result = {
+        "command": cli.command(),
+        "args": vars(args),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host_processor": cli.cpu_name(),
+        "host_cpu_cores": os.cpu_count(),
+        "load_average_1min_per_round": load,
+        "steps": {
+            n: {
+                "jax_ms_median": statistics.median(t["jax"]),
+                "torch_ms_median": statistics.median(t["torch"]),
+                "jax_speed_over_torch_median": statistics.median(t["ratio"]),
+                "rounds": t,
+            }
+            for n, t in times.items()
+        },
+    }
+    lines = [
+        f"`{result['command']}`",
+        "",
+        f"{args.model} at {args.image_size} px, batch {args.batch_size}, {args.dtype}; "
+        f"{result['host_processor']}, {result['host_cpu_cores']} cores; {result['date']}; "
+        f"{args.rounds} rounds of {args.iters} calls per side, {args.clock} clock; "
+        f"CPU runtime: {args.cpu_runtime}; "
+        f"{torch.get_num_threads()} PyTorch threads; 1-minute load average "
+        f"{min(load):.1f}-{max(load):.1f}.",
+        "",
+        "| step | JAX ms | PyTorch ms | JAX speed ÷ PyTorch's (median of rounds) | per round |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for n, row in result["steps"].items():
+        per_round = ", ".join(f"{x:.2f}" for x in row["rounds"]["ratio"])
+        lines.append(
+            f"| {n} | {row['jax_ms_median']:.0f} | {row['torch_ms_median']:.0f} "
+            f"| {row['jax_speed_over_torch_median']:.2f}× | {per_round} |"
+        )
+    return result, "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     args = parse_args(argv)
-    result = run(args)
-    table = markdown(result)
+    if args.interleaved:
+        result, table = interleaved(args)
+    else:
+        result = run(args)
+        table = markdown(result)
     print(table)
     if args.out:
-        write_results(args.out, result, table)
+        cli.write_results(args.out, result, table)
     return result
 
 

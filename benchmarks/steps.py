@@ -5,27 +5,38 @@ and the whole adversarial update, with their shardings, donation and compiler op
 for the per-step report, the critic and generator updates alone (`jaxgan.steps`), jitted the
 same way (the state replicated and donated, the batch sharded over a ('data',) mesh); for any
 backbone, input size, batch size, compute dtype and device count. Per step it reports the
-median time, images per second, compile time, FLOPs per step from XLA's cost analysis, the
-achieved FLOP/s and, given the chip's peak, the utilisation; the adversarial update's cost
-in BCE steps; memory.
+median time, images per second, compile time, the FLOPs per step, the achieved FLOP/s and,
+given the chip's peak, the utilisation; the adversarial update's cost in BCE steps; memory.
 
 It imports no TensorFlow and needs only the runtime packages (jax, flax, optax,
 ml_collections), so it runs on an accelerator host as it is:
 
-    python experiments/benchmark.py --model=resnet101 --image_size=224 --batch_size=32 \
-        --dtype=bfloat16 --out=experiments/results/benchmark_h100_resnet101
+    python benchmarks/steps.py --model=resnet101 --image_size=224 --batch_size=32 \
+        --dtype=bfloat16 --out=benchmarks/results/steps_h100_resnet101
 
 On a CPU, more than one device needs XLA_FLAGS=--xla_force_host_platform_device_count=N.
 
-FLOPs are XLA's count for one device's program, times the device count. XLA counts a loop's
-body once, so the adversarial update's FLOPs are n_critic critic updates plus one generator
-update, each from its own compilation. Memory: "XLA" is what the compiled program holds live
-at once (arguments + outputs + temporaries, less what donation aliases), per device, from
-buffer assignment; "device peak" is the backend's peak bytes in use since the process started
-(GPU and TPU report it, CPU does not), read after each step in the order they run.
+FLOPs are counted from the step's jaxpr (`jaxgan.flops`: convolutions and matrix products, 2
+per multiply-add, every iteration of the critic updates' scan), the same number on every
+backend; utilisation is computed from that count. XLA's own cost analysis is reported beside
+it, labelled as XLA's: it counts one device's program after the backend has lowered it, a
+loop's body once, and on a GPU not the convolutions handed to cuDNN. Memory: "XLA" is what the
+compiled program holds live at once (arguments + outputs + temporaries, less what donation
+aliases), per device, from buffer assignment; "device peak" is the backend's peak bytes in use
+since the process started (GPU and TPU report it, CPU does not), read after each step in the
+order they run.
+
+With --backbones it times instead the forward and backward pass of each backbone alone (the
+generator's BCE step without the optimiser: train-mode forward, sigmoid cross-entropy against
+random labels, the gradient of every parameter) per image, for each compute dtype, at the
+input size each backbone's ImageNet weights expect (`jaxgan.models.GENERATORS`):
+
+    python benchmarks/steps.py --backbones --out=benchmarks/results/bench_backbones
+
+There --model and --dtype take comma-separated lists; the first call (compilation included)
+is reported apart, and the time per image is the median of --iters calls over the batch.
 """
 
-import argparse
 import dataclasses
 import datetime
 import functools
@@ -33,22 +44,35 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import time
 
+import cli  # benchmarks/cli.py
 import jax
 import jax.numpy as jnp
 import optax
-from tables import write_results  # experiments/tables.py
 
-from jaxgan import parallel, runtime, steps
+from jaxgan import flops, parallel, runtime, steps
 from jaxgan.base_config import get_base_config
 from jaxgan.compiled import compile_steps
-from jaxgan.models import DTYPES, GENERATORS, create_generator
+from jaxgan.models import DTYPES, GENERATORS, build_generator, create_generator
 from jaxgan.models.critic import create_critic
-from jaxgan.state import create_train_state
+from jaxgan.state import create_train_state, make_optimizer
 
 STEP_NAMES = ("bce", "critic", "generator", "adversarial")
+STEP_DEFAULTS = {
+    "model": "resnet18",
+    "image_size": 112,
+    "batch_size": 16,
+    "dtype": "float32",
+    "iters": 5,
+}
+BACKBONE_DEFAULTS = {
+    "model": "vgg16,inception_v3,resnet101,resnet152",
+    "image_size": 0,  # each backbone's ImageNet input
+    "batch_size": 8,
+    "dtype": "float32,bfloat16",
+    "iters": 2,
+}
 
 # Dense peak TFLOP/s per chip: (bfloat16 compute, float32 compute under JAX's default matmul
 # precision). By default JAX runs float32 convolutions and matmuls as TF32 on NVIDIA tensor
@@ -86,18 +110,24 @@ def known_chip(device_kind: str) -> str | None:
     return None
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="resnet18", help=f"one of {sorted(GENERATORS)}")
-    parser.add_argument("--image_size", type=int, default=112)
-    parser.add_argument("--batch_size", type=int, default=16, help="global batch")
-    parser.add_argument("--dtype", default="float32", help=f"one of {sorted(DTYPES)}")
+def parse_args(argv=None):
+    defaults = dict.fromkeys(STEP_DEFAULTS)
+    parser = cli.parser(
+        __doc__,
+        ("model", "image_size", "batch_size", "dtype", "iters", "out", "cpu_runtime"),
+        **defaults,
+    )
+    parser.add_argument(
+        "--backbones",
+        action="store_true",
+        help="time each backbone's forward+backward per image instead of the training steps "
+        "(--model and --dtype: comma-separated lists)",
+    )
     parser.add_argument("--width", type=int, default=64, help="ResNet base width")
     parser.add_argument("--num_labels", type=int, default=80)
     parser.add_argument("--num_devices", type=int, default=0, help="0 = every device")
     parser.add_argument("--remat", action="store_true", help="model.remat: recompute blocks")
     parser.add_argument("--steps", default=",".join(STEP_NAMES), help="which steps to time")
-    parser.add_argument("--iters", type=int, default=5, help="timed calls per step")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls after compiling")
     parser.add_argument(
         "--compile_only",
@@ -116,30 +146,28 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=("project", "none"),
         help="project: the compiler options training uses (jaxgan/runtime.py); none: XLA's",
     )
-    parser.add_argument(
-        "--cpu_runtime",
-        default="project",
-        choices=("project", "jax"),
-        help="project: steps keep their buffers between calls on a CPU, as training runs them "
-        "(jaxgan/runtime.py); jax: JAX's and glibc's defaults",
-    )
-    parser.add_argument("--out", default="", help="write <out>.json and <out>.md")
     args = parser.parse_args(argv)
+    cli.fill_defaults(args, BACKBONE_DEFAULTS if args.backbones else STEP_DEFAULTS)
     check_args(args, parser)
     return args
 
 
 def check_args(args, parser) -> None:
     """One actionable line for each bad flag, before anything is compiled."""
-    if args.model not in GENERATORS:
-        parser.error(f"--model={args.model} is unknown; choose one of {sorted(GENERATORS)}")
-    if args.dtype not in DTYPES:
-        parser.error(f"--dtype={args.dtype} is unknown; choose one of {sorted(DTYPES)}")
-    for name in ("image_size", "batch_size", "width", "num_labels", "iters"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
-    if args.warmup < 0 or args.num_devices < 0 or args.peak_tflops < 0:
-        parser.error("--warmup, --num_devices and --peak_tflops must be >= 0")
+    models = args.model.split(",") if args.backbones else [args.model]
+    dtypes = args.dtype.split(",") if args.backbones else [args.dtype]
+    for model in models:
+        if model not in GENERATORS:
+            parser.error(f"--model={model} is unknown; choose one of {sorted(GENERATORS)}")
+        if args.backbones and not args.image_size and not GENERATORS[model].image_size:
+            parser.error(f"{model} has no ImageNet input size: pass --image_size")
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            parser.error(f"--dtype={dtype} is unknown; choose one of {sorted(DTYPES)}")
+    positive = ("batch_size", "width", "num_labels", "iters")
+    cli.check_positive(parser, args, positive if args.backbones else ("image_size", *positive))
+    if args.image_size < 0 or args.warmup < 0 or args.num_devices < 0 or args.peak_tflops < 0:
+        parser.error("--image_size, --warmup, --num_devices and --peak_tflops must be >= 0")
     unknown = set(args.steps.split(",")) - set(STEP_NAMES)
     if unknown:
         parser.error(f"--steps has {sorted(unknown)}; choose from {list(STEP_NAMES)}")
@@ -179,15 +207,6 @@ def benchmark_config(args):
     return config
 
 
-def make_optimizer(learning_rate: float, optim_config) -> optax.GradientTransformation:
-    """Adam (AdamW with weight decay) as the training loop builds it from `config.optim`."""
-    if optim_config.weight_decay:
-        return optax.adamw(
-            learning_rate, optim_config.b1, optim_config.b2, weight_decay=optim_config.weight_decay
-        )
-    return optax.adam(learning_rate, optim_config.b1, optim_config.b2)
-
-
 def synthetic_batch(key, leading, size, num_labels):
     """Images ~ N(0, 1) (normalised pixels) and multi-hot labels with ~3 positives of 80."""
     image_key, label_key = jax.random.split(key)
@@ -203,11 +222,13 @@ class CompiledStep:
     compiled: object  # jax.stages.Compiled, called as compiled(state, *batches)
     batches: tuple
     compile_s: float
-    flops_per_device: float
+    flops: flops.Count  # counted from the jaxpr: the global step, every loop iteration
+    xla_flops_per_device: float  # XLA's cost analysis: one device's program, loop bodies once
     memory_bytes: int | None
 
 
-def _flops(compiled) -> float:
+def xla_flops(compiled) -> float:
+    """XLA's cost-analysis FLOPs of a compiled program (0 where the backend gives none)."""
     analysis = compiled.cost_analysis()
     if isinstance(analysis, list | tuple):  # older jax: one dict per program
         analysis = analysis[0]
@@ -281,9 +302,6 @@ class Bench:
     def compile(self, name: str, compiler_options: dict | None = None) -> CompiledStep:
         """Traces, lowers and compiles one step as the training loop does (state donated)."""
         batch_size, n = self.args.batch_size, self.n_critic
-        critic_batches = {
-            k: self._batch(i + 1) for i, k in enumerate(("matched", "generated", "mismatched"))
-        }
         if name == "bce":
             fn, batches, shardings, images = (
                 steps.supervised_step,
@@ -292,6 +310,9 @@ class Bench:
                 1,
             )
         elif name == "critic":
+            critic_batches = {
+                k: self._batch(i + 1) for i, k in enumerate(("matched", "generated", "mismatched"))
+            }
             fn, batches, shardings, images = (
                 steps.critic_step,
                 (critic_batches,),
@@ -325,6 +346,7 @@ class Bench:
             )
             if compiler_options is None and self.args.xla_options == "project":
                 compiler_options = self.compiler_options
+        counted = flops.count(jitted, self.state, *batches)  # traces only: nothing is donated
         start = time.perf_counter()
         compiled = jitted.lower(self.state, *batches).compile(compiler_options or None)
         compile_s = time.perf_counter() - start
@@ -334,7 +356,8 @@ class Bench:
             compiled,
             batches,
             compile_s,
-            _flops(compiled),
+            counted,
+            xla_flops(compiled),
             _compiled_bytes(compiled),
         )
 
@@ -376,7 +399,7 @@ def time_calls(call, iters: int, warmup: int) -> tuple[list[float], dict]:
     return times, host
 
 
-def peak_tflops(args, device_kind: str) -> tuple[float | None, str]:
+def peak_tflops(args, device_kind: str, dtype: str | None = None) -> tuple[float | None, str]:
     """The per-chip peak for this dtype and where it came from."""
     if args.peak_tflops:
         return args.peak_tflops, "--peak_tflops"
@@ -384,7 +407,7 @@ def peak_tflops(args, device_kind: str) -> tuple[float | None, str]:
     if chip in (None, "none"):
         return None, "unknown chip (pass --peak_tflops)"
     bf16, f32 = PEAK_TFLOPS[chip]
-    return (bf16 if args.dtype == "bfloat16" else f32), chip
+    return (bf16 if (dtype or args.dtype) == "bfloat16" else f32), chip
 
 
 def environment(devices) -> dict:
@@ -395,7 +418,7 @@ def environment(devices) -> dict:
         "devices": len(devices),
         "processes": jax.process_count(),
         "host": platform.machine(),
-        "host_processor": _cpu_name(),
+        "host_processor": cli.cpu_name(),
         "host_cpu_cores": os.cpu_count(),
         "python": platform.python_version(),
         "jax": jax.__version__,
@@ -409,24 +432,12 @@ def _compiler_options_used(args, devices) -> dict:
     return runtime.compiler_options(devices[0].platform)
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run(args) -> dict:
-    load_start = os.getloadavg()[0]
+    load_start = cli.load_average()
     bench = Bench(args)
     devices = list(bench.mesh.devices.flat)
     peak, peak_source = peak_tflops(args, devices[0].device_kind)
     rows = {}
-    flops_per_device = {}
     for name in STEP_NAMES:
         if name not in args.steps.split(","):
             continue
@@ -437,13 +448,7 @@ def run(args) -> dict:
             call = functools.partial(bench.call, step)
             times, host = time_calls(call, args.iters, args.warmup)
         median = statistics.median(times)
-        flops = step.flops_per_device
-        xla_flops = flops
-        if name == "adversarial" and {"critic", "generator"} <= flops_per_device.keys():
-            # XLA counts the critic loop's body once; count every iteration.
-            flops = bench.n_critic * flops_per_device["critic"] + flops_per_device["generator"]
-        flops_per_device[name] = flops
-        achieved = flops / median if flops else None
+        per_device = step.flops.flops / len(devices) / median
         rows[name] = {
             "images_per_step": step.images,
             "ms_median": median * 1e3,
@@ -451,32 +456,33 @@ def run(args) -> dict:
             "ms_all": [t * 1e3 for t in times],
             "images_per_s": step.images / median,
             "compile_s": step.compile_s,
-            "gflop_per_step": flops * len(devices) / 1e9,
-            "xla_cost_analysis_gflop_per_device": xla_flops / 1e9,
-            "tflops_per_s_per_device": achieved / 1e12 if achieved else None,
-            "utilisation": achieved / (peak * 1e12) if achieved and peak else None,
+            "gflop_per_step": step.flops.flops / 1e9,
+            "gflop_by_primitive": {k: v / 1e9 for k, v in step.flops.by_primitive.items()},
+            "loops_of_unknown_trip_count": step.flops.unknown_trip_counts,
+            "xla_cost_analysis_gflop_per_step": step.xla_flops_per_device * len(devices) / 1e9,
+            "tflops_per_s_per_device": per_device / 1e12,
+            "utilisation": per_device / (peak * 1e12) if peak else None,
             "xla_memory_mib_per_device": _mib(step.memory_bytes),
             "device_peak_mib": _mib(device_peak_bytes(devices)),
             **host,
         }
         print(f"{name}: {median * 1e3:.1f} ms (compile {step.compile_s:.1f} s)", flush=True)
     result = {
-        "command": "python experiments/benchmark.py " + " ".join(sys.argv[1:]),
+        "command": cli.command(),
         "args": vars(args),
         "environment": environment(devices),
-        "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
+        "load_average_1min": {"start": load_start, "end": cli.load_average()},
         "compiler_options": _compiler_options_used(args, devices),
         "init_s": bench.init_s,
         "peak_tflops_per_device": peak,
         "peak_source": peak_source,
+        "flops_source": "jaxgan.flops: convolutions and matrix products in the step's jaxpr",
         "steps": rows,
     }
     if "bce" in rows and "adversarial" in rows:
         result["adversarial_over_bce"] = {
             "time": rows["adversarial"]["ms_median"] / rows["bce"]["ms_median"],
-            "flops": rows["adversarial"]["gflop_per_step"] / rows["bce"]["gflop_per_step"]
-            if rows["bce"]["gflop_per_step"]
-            else None,
+            "flops": rows["adversarial"]["gflop_per_step"] / rows["bce"]["gflop_per_step"],
         }
     return result
 
@@ -502,18 +508,22 @@ def markdown(result: dict) -> str:
         f"{env['date']}; 1-minute load average {load['start']:.1f} at the start, "
         f"{load['end']:.1f} at the end; median of {args['iters']} calls after "
         f"{args['warmup']} untimed; peak {_fmt(result['peak_tflops_per_device'], '.0f')} "
-        f"TFLOP/s per device ({result['peak_source']}); CPU runtime: {args['cpu_runtime']}.",
+        f"TFLOP/s per device ({result['peak_source']}); CPU runtime: {args['cpu_runtime']}. "
+        "GFLOP/step: convolutions and matrix products counted from the step's jaxpr "
+        "(`jaxgan.flops`), which TFLOP/s and utilisation use; XLA's: its cost analysis, "
+        "all devices, a loop's body once, no cuDNN convolutions on a GPU.",
         "",
-        "| step | images/step | ms | images/s | compile s | GFLOP/step | TFLOP/s/device "
-        "| utilisation | XLA memory MiB/device | device peak MiB | host page faults/call "
-        "| host system CPU ms/call |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| step | images/step | ms | images/s | compile s | GFLOP/step | XLA's GFLOP/step "
+        "| TFLOP/s/device | utilisation | XLA memory MiB/device | device peak MiB "
+        "| host page faults/call | host system CPU ms/call |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, row in result["steps"].items():
         lines.append(
             f"| {name} | {row['images_per_step']} | {row['ms_median']:.1f} "
             f"| {row['images_per_s']:.1f} | {row['compile_s']:.1f} "
-            f"| {row['gflop_per_step']:.1f} | {_fmt(row['tflops_per_s_per_device'], '.3f')} "
+            f"| {row['gflop_per_step']:.4g} | {row['xla_cost_analysis_gflop_per_step']:.4g} "
+            f"| {_fmt(row['tflops_per_s_per_device'], '.3f')} "
             f"| {_fmt(row['utilisation'], '.1%')} "
             f"| {_fmt(row['xla_memory_mib_per_device'], '.0f')} "
             f"| {_fmt(row['device_peak_mib'], '.0f')} "
@@ -530,15 +540,113 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def backbone_step(arch, dtype_name, args):
+    """(the jitted forward+backward of `arch`, its arguments)."""
+    spec = GENERATORS[arch]
+    size = args.image_size or spec.image_size
+    width = {"width": args.width} if spec.width_configurable else {}
+    model = build_generator(
+        arch, args.num_labels, dtype=DTYPES[dtype_name], remat=args.remat, **width
+    )
+    key = jax.random.key(0)
+    x = jax.random.normal(key, (args.batch_size, size, size, 3), jnp.float32)
+    labels = jax.random.uniform(jax.random.key(1), (args.batch_size, args.num_labels)) < 0.05
+    variables = jax.jit(lambda x: model.init(key, x, train=False))(x[:1])
+
+    def loss(params, batch_stats, x, labels, dropout_key):
+        logits, updates = model.apply(
+            {"params": params, "batch_stats": batch_stats},
+            x,
+            train=True,
+            mutable=["batch_stats"],
+            rngs={"dropout": dropout_key},
+        )
+        return optax.sigmoid_binary_cross_entropy(logits, labels).mean(), updates
+
+    step = jax.jit(jax.grad(loss, has_aux=True))
+    batch_stats = variables.get("batch_stats", {})
+    return step, (variables["params"], batch_stats, x, labels.astype(jnp.float32), key), size
+
+
+def time_backbone(arch, dtype_name, args) -> dict:
+    step, step_args, size = backbone_step(arch, dtype_name, args)
+    counted = flops.flops(step, *step_args)
+    start = time.perf_counter()
+    jax.block_until_ready(step(*step_args))
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(args.iters):
+        start = time.perf_counter()
+        jax.block_until_ready(step(*step_args))
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    peak, _ = peak_tflops(args, jax.devices()[0].device_kind, dtype_name)
+    return {
+        "backbone": arch,
+        "image_size": size,
+        "dtype": dtype_name,
+        "ms_per_image": median / args.batch_size * 1e3,
+        "s_per_step": median,
+        "first_call_s": first,
+        "gflop_per_image": counted / args.batch_size / 1e9,
+        "tflops_per_s": counted / median / 1e12,
+        "utilisation": counted / median / (peak * 1e12) if peak else None,
+    }
+
+
+def run_backbones(args) -> tuple[dict, str]:
+    load_start = cli.load_average()
+    rows = []
+    for arch in args.model.split(","):
+        for dtype_name in args.dtype.split(","):
+            row = time_backbone(arch, dtype_name, args)
+            print(f"{arch} {dtype_name}: {row['ms_per_image']:.1f} ms/image", flush=True)
+            rows.append(row)
+    device = jax.devices()[0]
+    result = {
+        "command": cli.command(),
+        "args": vars(args),
+        "environment": environment([device]),
+        "load_average_1min": {"start": load_start, "end": cli.load_average()},
+        "backbones": rows,
+    }
+    env, load = result["environment"], result["load_average_1min"]
+    lines = [
+        f"`{result['command']}`",
+        "",
+        f"{env['device_kind']} ({env['platform']}), host {env['host_processor']} with "
+        f"{env['host_cpu_cores']} cores; jax {env['jax']}; {env['date']}; batch "
+        f"{args.batch_size}, {args.num_labels} labels, median of {args.iters} timed steps "
+        f"after one untimed (the first call, compilation included); CPU runtime: "
+        f"{args.cpu_runtime}; 1-minute load average {load['start']:.1f} at the start, "
+        f"{load['end']:.1f} at the end (other jobs on the same cores inflate the times). "
+        "GFLOP/image: forward and backward, counted from the jaxpr (`jaxgan.flops`).",
+        "",
+        "| backbone | input | compute dtype | fwd+bwd ms / image | s / step | first call s "
+        "| GFLOP / image | TFLOP/s | utilisation |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['backbone']} | {row['image_size']} | {row['dtype']} "
+            f"| {row['ms_per_image']:.3g} | {row['s_per_step']:.3g} | {row['first_call_s']:.1f} "
+            f"| {row['gflop_per_image']:.4g} | {row['tflops_per_s']:.3g} "
+            f"| {_fmt(row['utilisation'], '.1%')} |"
+        )
+    return result, "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     args = parse_args(argv)
-    if args.cpu_runtime == "project":
-        runtime.configure_cpu()
-    result = run(args)
-    table = markdown(result)
+    cli.configure_runtime(args)
+    if args.backbones:
+        result, table = run_backbones(args)
+    else:
+        result = run(args)
+        table = markdown(result)
     print(table)
     if args.out:
-        write_results(args.out, result, table)
+        cli.write_results(args.out, result, table)
     return result
 
 
