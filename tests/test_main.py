@@ -9,21 +9,16 @@ import sys
 import time
 
 import pytest
+from tiny_run import tiny_flags
 
 TINY = [
     "--config=configs/digit_scenes.py",
-    "--config.data.builder_config=small",
-    "--config.data.image_size=16",
-    "--config.model.width=4",
-    "--config.critic.embed_dim=8",
-    "--config.critic.hidden_dim=16",
-    "--config.critic.num_layers=2",
-    "--config.schedule.batch_size=16",
-    "--config.schedule.eval_batch_size=64",
-    "--config.schedule.supervised_steps=4",
-    "--config.schedule.adversarial_steps=24",
-    "--config.schedule.checkpoint_every=2",
-    "--config.schedule.log_every=2",
+    *tiny_flags(
+        schedule__supervised_steps=4,
+        schedule__adversarial_steps=24,
+        schedule__checkpoint_every=2,
+        schedule__log_every=2,
+    ),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -243,6 +243,39 @@ def test_critic_step_descends_eq4(variant):
     assert int(new.critic_updates) == 1 and int(new.step) == 0
 
 
+def test_a_mismatched_batch_of_one_label_set_leaves_its_pairs_out():
+    """No image of the mismatched batch has a partner with another label set, so no pair is
+    formed: the loss is −E D(y, x) + ½ E D(ŷ, x) + λ·GP, the mismatched term 0 (never the
+    scores of images paired with their own labels)."""
+    ctx = context("sgd")
+    state, batches = make_state(ctx), first(critic_batches(0, ctx.pair_kinds))
+    mismatched = batches["mismatched"]
+    one_set = np.broadcast_to(mismatched["labels"][:1], mismatched["labels"].shape).copy()
+    batches = {**batches, "mismatched": {**mismatched, "labels": one_set}}
+    new, metrics = jitted(steps.critic_step, ctx)(state, batches)
+
+    def loss(critic_params):
+        keys = steps.critic_keys(state)
+        generated = batches["generated"]
+        logits, _ = g_train(
+            ctx, state.g_params, state.g_batch_stats, generated["image"], keys["dropout"]
+        )
+        fake = sample_by_hand(ctx, keys["sample"], logits)
+        critic = critic_by_hand(ctx, state, critic_params)
+        eps = jax.random.uniform(keys["eps"], (BATCH, 1))
+        interpolated = eps * generated["labels"] + (1 - eps) * fake
+        one_score = lambda y, image: critic(y[None], image[None])[0]
+        grads = jax.vmap(jax.grad(one_score))(interpolated, generated["image"])
+        penalty = jnp.mean(jnp.square(jnp.linalg.norm(grads, axis=-1) - 1))
+        real = critic(batches["matched"]["labels"], batches["matched"]["image"])
+        generated_scores = critic(fake, generated["image"])
+        return -jnp.mean(real) + 0.5 * jnp.mean(generated_scores) + ctx.gp_weight * penalty
+
+    expected, grads = jax.value_and_grad(loss)(state.critic_params)
+    assert float(metrics["critic_loss"]) == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
+    assert relative_error(gradient_of_update(state.critic_params, new.critic_params), grads) < 1e-3
+
+
 def test_unconditional_critic_sees_no_image():
     """Ablation (d): only the generated images matter (through ŷ); no image reaches D."""
     ctx = context("sgd", "unconditional")
