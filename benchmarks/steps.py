@@ -35,6 +35,15 @@ input size each backbone's ImageNet weights expect (`jaxgan.models.GENERATORS`):
 
 There --model and --dtype take comma-separated lists; the first call (compilation included)
 is reported apart, and the time per image is the median of --iters calls over the batch.
+
+With --startup it launches the main command on the embedded data instead, --iters times in a
+row with one compilation cache that starts empty (each launch in a fresh workdir, the
+dataset already built), and reports the seconds from each launch to its first update (the
+"first step" line): the first launch compiles, the later ones read the cache.
+
+    python benchmarks/steps.py --startup --iters=3 --out=benchmarks/results/startup_cpu
+
+Extra `--config.FIELD=VALUE` arguments go to every launch.
 """
 
 import dataclasses
@@ -43,7 +52,11 @@ import functools
 import os
 import platform
 import resource
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import cli  # benchmarks/cli.py
@@ -58,7 +71,7 @@ from jaxgan.models import DTYPES, GENERATORS, build_generator, create_generator
 from jaxgan.models.critic import create_critic
 from jaxgan.state import create_train_state, make_optimizer
 
-STEP_NAMES = ("bce", "critic", "generator", "adversarial")
+STEP_NAMES = ("supervised", "critic", "generator", "adversarial")
 STEP_DEFAULTS = {
     "model": "resnet18",
     "image_size": 112,
@@ -118,6 +131,12 @@ def parse_args(argv=None):
         **defaults,
     )
     parser.add_argument(
+        "--startup",
+        action="store_true",
+        help="launch the main command --iters times with one compilation cache, starting empty, "
+        "and report the seconds to each launch's first update",
+    )
+    parser.add_argument(
         "--backbones",
         action="store_true",
         help="time each backbone's forward+backward per image instead of the training steps "
@@ -146,7 +165,10 @@ def parse_args(argv=None):
         choices=("project", "none"),
         help="project: the compiler options training uses (jaxgan/runtime.py); none: XLA's",
     )
-    args = parser.parse_args(argv)
+    args, overrides = parser.parse_known_args(argv)
+    args.overrides = [a for a in overrides if a.startswith("--config.")]
+    if len(args.overrides) != len(overrides) or (overrides and not args.startup):
+        parser.error(f"unrecognized arguments: {' '.join(overrides)}")
     cli.fill_defaults(args, BACKBONE_DEFAULTS if args.backbones else STEP_DEFAULTS)
     check_args(args, parser)
     return args
@@ -302,7 +324,7 @@ class Bench:
     def compile(self, name: str, compiler_options: dict | None = None) -> CompiledStep:
         """Traces, lowers and compiles one step as the training loop does (state donated)."""
         batch_size, n = self.args.batch_size, self.n_critic
-        if name == "bce":
+        if name == "supervised":
             fn, batches, shardings, images = (
                 steps.supervised_step,
                 (self._batch(0),),
@@ -333,7 +355,7 @@ class Bench:
             }
             fn, batches = steps.adversarial_step, (stacked, self._batch(20))
             shardings, images = (self.stacked, self.data), 3 * n + 1
-        trainers = {"bce": self.trainer.supervised, "adversarial": self.trainer.adversarial}
+        trainers = {"supervised": self.trainer.supervised, "adversarial": self.trainer.adversarial}
         if name in trainers and compiler_options is None and self.args.xla_options == "project":
             # The training loop's own compiled step (its shardings, donation, compiler options).
             jitted, compiler_options = trainers[name], None
@@ -479,10 +501,10 @@ def run(args) -> dict:
         "flops_source": "jaxgan.flops: convolutions and matrix products in the step's jaxpr",
         "steps": rows,
     }
-    if "bce" in rows and "adversarial" in rows:
-        result["adversarial_over_bce"] = {
-            "time": rows["adversarial"]["ms_median"] / rows["bce"]["ms_median"],
-            "flops": rows["adversarial"]["gflop_per_step"] / rows["bce"]["gflop_per_step"],
+    if "supervised" in rows and "adversarial" in rows:
+        result["adversarial_over_supervised"] = {
+            "time": rows["adversarial"]["ms_median"] / rows["supervised"]["ms_median"],
+            "flops": rows["adversarial"]["gflop_per_step"] / rows["supervised"]["gflop_per_step"],
         }
     return result
 
@@ -530,11 +552,11 @@ def markdown(result: dict) -> str:
             f"| {_fmt(row.get('page_faults_per_call'), '.0f')} "
             f"| {_fmt(row.get('system_cpu_ms_per_call'), '.0f')} |"
         )
-    ratio = result.get("adversarial_over_bce")
+    ratio = result.get("adversarial_over_supervised")
     if ratio:
         lines += [
             "",
-            f"Adversarial update ÷ BCE step: {ratio['time']:.2f}× the time, "
+            f"Adversarial update ÷ supervised step: {ratio['time']:.2f}× the time, "
             f"{_fmt(ratio['flops'], '.2f')}× the FLOPs.",
         ]
     return "\n".join(lines) + "\n"
@@ -636,8 +658,60 @@ def run_backbones(args) -> tuple[dict, str]:
     return result, "\n".join(lines) + "\n"
 
 
+def launch_until_first_update(command: list[str], env: dict) -> float:
+    """Seconds from starting `command` to its "first step" line of the supervised phase; the
+    command then runs to its end."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=cli.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    seconds, lines = None, []
+    for line in process.stdout:
+        lines.append(line)
+        if seconds is None and line.startswith("supervised phase: first step"):
+            seconds = time.perf_counter() - started
+    if process.wait() != 0 or seconds is None:
+        raise SystemExit(f"the main command failed:\n{''.join(lines[-20:])}")
+    return seconds
+
+
+def run_startup(args) -> tuple[dict, str]:
+    """--startup: the main command's time to its first update, first with an empty
+    compilation cache, then reading it."""
+    scratch = tempfile.mkdtemp(prefix="jaxgan-startup-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    base = [sys.executable, "-m", "jaxgan.main", "--config=configs/digit_scenes.py"]
+    base += ["--config.schedule.supervised_steps=1", "--config.schedule.adversarial_steps=0"]
+    base += args.overrides
+
+    def launch(name: str, cache: str) -> float:
+        workdir = os.path.join(scratch, name)
+        flags = [f"--workdir={workdir}", f"--config.compilation_cache.dir={cache}"]
+        return launch_until_first_update([*base, *flags], env)
+
+    try:
+        launch("build", "")  # the dataset, built before anything is timed
+        cache = os.path.join(scratch, "cache")
+        seconds = [launch(f"launch{i}", cache) for i in range(args.iters)]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result = {"command": cli.command(), "seconds_to_first_update": seconds,
+              "later_over_first": [s / seconds[0] for s in seconds[1:]]}  # fmt: skip
+    header = "| launch | compilation cache | seconds to first update |"
+    lines = [f"`{result['command']}`", "", header, "|---|---|---|"]
+    for i, s in enumerate(seconds):
+        lines.append(f"| {i + 1} | {'empty' if i == 0 else 'read'} | {s:.1f} |")
+    return result, "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.startup:
+        result, table = run_startup(args)
+        print(table)
+        if args.out:
+            cli.write_results(args.out, result, table)
+        return result
     cli.configure_runtime(args)
     if args.backbones:
         result, table = run_backbones(args)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from tiny_run import ROOT
+from tiny_run import ROOT, tiny_flags
 
 pytestmark = pytest.mark.slow  # end-to-end runs
 
@@ -56,15 +56,31 @@ def test_steps(tmp_path):
         "--image_size=16",
         "--batch_size=8",
         "--num_labels=5",
-        "--steps=bce",
+        "--steps=supervised",
         "--iters=1",
         "--warmup=0",
         out=tmp_path / "steps",
     )
-    bce = numbers["steps"]["bce"]
-    assert bce["gflop_per_step"] > 0 and bce["xla_cost_analysis_gflop_per_step"] > 0
-    assert bce["ms_median"] > 0 and bce["utilisation"] is None  # no peak known for a CPU
-    assert "| bce | 8 |" in table
+    supervised = numbers["steps"]["supervised"]
+    assert supervised["gflop_per_step"] > 0 and supervised["xla_cost_analysis_gflop_per_step"] > 0
+    assert (
+        supervised["ms_median"] > 0 and supervised["utilisation"] is None
+    )  # no peak known for a CPU
+    assert "| supervised | 8 |" in table
+
+
+def test_steps_startup(tmp_path, data_dir):
+    numbers, table = run_benchmark(
+        "steps.py",
+        "--startup",
+        "--iters=2",
+        *tiny_flags(),
+        f"--config.data.data_dir={data_dir}",
+        out=tmp_path / "startup",
+    )
+    first, second = numbers["seconds_to_first_update"]
+    assert first > 0 and second > 0 and numbers["later_over_first"] == [second / first]
+    assert "| 2 | read |" in table
 
 
 def test_steps_backbones(tmp_path):
@@ -89,19 +105,23 @@ def test_steps_backbones(tmp_path):
 def test_torch_baseline(tmp_path):
     tiny = ("--model=resnet18", "--image_size=32", "--batch_size=2", "--iters=1")
     numbers, table = run_benchmark(
-        "torch_baseline.py", *tiny, "--steps=bce,critic", "--warmup=0", out=tmp_path / "torch"
+        "torch_baseline.py",
+        *tiny,
+        "--steps=supervised,critic",
+        "--warmup=0",
+        out=tmp_path / "torch",
     )
-    assert set(numbers["steps"]) == {"bce", "critic"}
+    assert set(numbers["steps"]) == {"supervised", "critic"}
     numbers, table = run_benchmark(
         "torch_baseline.py",
         "--interleaved",
         *tiny,
-        "--steps=bce",
+        "--steps=supervised",
         "--rounds=1",
         out=tmp_path / "interleaved",
     )
-    assert numbers["steps"]["bce"]["jax_speed_over_torch_median"] > 0
-    assert "| bce |" in table
+    assert numbers["steps"]["supervised"]["jax_speed_over_torch_median"] > 0
+    assert "| supervised |" in table
 
 
 @NEEDS_TORCH
