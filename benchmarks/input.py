@@ -297,9 +297,9 @@ def measure_stall(run, phase: str, window: int, windows: int) -> dict:
 
     config = run.config
     if phase == "supervised":
-        step_fn, start = run.supervised_step, 0
+        step_fn, start = run.compiled.supervised, 0
     else:
-        step_fn, start = run.adversarial_step, config.schedule.supervised_steps
+        step_fn, start = run.compiled.adversarial, config.schedule.supervised_steps
         run.state = train.take_feature_extractor_if_due(run.state, run.mesh)
     stream = parallel.DevicePrefetch(
         train.step_batches(config, run.source, start),

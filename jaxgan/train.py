@@ -54,9 +54,6 @@ class Run:
         self.classifier = evaluate.Classifier(config, self.source.class_names, self.mesh)
         self.saved_meta = {}  # the restored checkpoint's metadata
         self.compiled = compile_steps(self.ctx, self.mesh)
-        compiled = self.compiled
-        self.supervised_step, self.adversarial_step = compiled.supervised, compiled.adversarial
-        self.data_sharding, self.stacked_sharding = compiled.data, compiled.stacked
 
     def _init_state(self, generator_tx, critic_tx):
         """The initial state, built by two jitted functions (G's variables, then everything
@@ -176,20 +173,19 @@ def to_devices(run, item):
     """(phase, host batches) -> (phase, global arrays laid out as the compiled step wants)."""
     phase, batches = item
     if phase == "supervised":
-        return phase, (parallel.to_global(batches[0], run.data_sharding),)
+        return phase, (parallel.to_global(batches[0], run.compiled.data),)
     critic, generator = batches
     return phase, (
-        parallel.to_global(critic, run.stacked_sharding),
-        parallel.to_global(generator, run.data_sharding),
+        parallel.to_global(critic, run.compiled.stacked),
+        parallel.to_global(generator, run.compiled.data),
     )
 
 
 def take_feature_extractor_if_due(state, mesh, from_ema: bool = False):
     """The adversarial phase's f_ext: a snapshot of G now, unless the state records that it
     has one (taken earlier, or the pretrained backbone). The loop asks whenever it enters the
-    phase, at the boundary or when resuming inside it, so a run resumed past a lowered
-    `schedule.supervised_steps` takes the snapshot too instead of keeping a random f_ext. `from_ema`
-    (`method.snapshot_ema`): the snapshot is G's moving average."""
+    phase, at the boundary or when resuming inside it. `from_ema` (`method.snapshot_ema`): the
+    snapshot is G's moving average."""
     if bool(jax.device_get(state.f_ext_taken)):
         return state
     take = jax.jit(
@@ -283,7 +279,7 @@ def train_and_evaluate(config, workdir: str, extends_supervised_phase: bool = Fa
     kinds = pairs.pair_kinds(config.method.negative_sampling)
     prior = pace_lib.adversarial_cost_prior(config.method.n_critic, len(kinds))
     pace = pace_lib.Pace()
-    compiled = {"supervised": run.supervised_step, "adversarial": run.adversarial_step}
+    compiled = {"supervised": run.compiled.supervised, "adversarial": run.compiled.adversarial}
     first_call = set(compiled)  # a phase's first step in this process compiles
     first_seconds = {}  # the first call's time, per phase (the supervised one compiles)
     report, nonfinite, in_adversarial_phase = None, [], False
@@ -316,7 +312,7 @@ def train_and_evaluate(config, workdir: str, extends_supervised_phase: bool = Fa
                     shapes = adversarial_shapes(
                         run.compiled, run.state, step_inputs[0], config.method.n_critic, kinds
                     )
-                    compiled["adversarial"] = CompiledAhead(run.adversarial_step, *shapes)
+                    compiled["adversarial"] = CompiledAhead(run.compiled.adversarial, *shapes)
                 pace.restart()  # the wait for the first batches and the compilation are no step's
             else:
                 run.state, values = compiled[phase](run.state, *step_inputs)
