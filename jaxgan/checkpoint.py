@@ -481,9 +481,9 @@ class Checkpointer:
             try:
                 saved = self.read_meta(candidate)
             except Exception as error:
-                damaged.append(self._damaged(candidate, "its metadata is unreadable", error))
+                damaged.append(self.describe_damage(candidate, "its metadata is unreadable", error))
                 if named:
-                    raise CheckpointError(damaged[-1]) from None
+                    raise CheckpointError(damaged[-1] + self.other_steps(candidate)) from None
                 continue
             if meta is not None:
                 self._check_meta(saved, meta, resume, candidate, extends_supervised_phase)
@@ -494,9 +494,11 @@ class Checkpointer:
             except CheckpointError:
                 raise
             except Exception as error:
-                damaged.append(self._damaged(candidate, "its array index is unreadable", error))
+                damaged.append(
+                    self.describe_damage(candidate, "its array index is unreadable", error)
+                )
                 if named:
-                    raise CheckpointError(damaged[-1]) from None
+                    raise CheckpointError(damaged[-1] + self.other_steps(candidate)) from None
                 continue
             try:
                 restored = self.manager.restore(
@@ -511,9 +513,9 @@ class Checkpointer:
                 )["state"]
                 restored = {key: restored[names[key]] for key in abstract}
             except Exception as error:
-                damaged.append(self._damaged(candidate, "its arrays do not restore", error))
+                damaged.append(self.describe_damage(candidate, "its arrays do not restore", error))
                 if named:
-                    raise CheckpointError(damaged[-1]) from None
+                    raise CheckpointError(damaged[-1] + self.other_steps(candidate)) from None
                 continue
             for line in damaged:
                 _report(f"{line}; using step {candidate}")
@@ -535,7 +537,14 @@ class Checkpointer:
             self._check_meta(saved, meta, True, step, extends_supervised_phase)
             return
 
-    def _damaged(self, step: int, what: str, error: BaseException) -> str:
+    def other_steps(self, damaged: int) -> str:
+        """What to pass instead of a damaged checkpoint's step: the newest other one."""
+        others = [step for step in self.all_steps() if step != damaged]
+        if not others:
+            return ""
+        return f"; pass --checkpoint_step={others[-1]} to use the newest other one (have {others})"
+
+    def describe_damage(self, step: int, what: str, error: BaseException) -> str:
         """One line about a damaged step; a writer moves it aside first (never deletes it)."""
         line = f"the checkpoint at step {step} in {self.directory} is damaged ({what}: "
         line += f"{_one_line(error, 120)})"

@@ -361,7 +361,13 @@ def load_classifier(workdir: str, step=None, config=None, mesh=None) -> Classifi
         resolved = checkpointer.resolve_step(step)
         if resolved is None:
             raise CheckpointError(f"no checkpoint in {checkpointer.directory}; train first")
-        saved = checkpointer.read_meta(resolved)
+        try:
+            saved = checkpointer.read_meta(resolved)
+        except Exception as error:  # Orbax's own errors: the folder's metadata is damaged
+            raise CheckpointError(
+                checkpointer.describe_damage(resolved, "its metadata is unreadable", error)
+                + checkpointer.other_steps(resolved)
+            ) from None
         config = config_of(saved, resolved, config)
         class_names = saved.get("class_names")
         if class_names is None:  # older checkpoints: the dataset's names, checked by count

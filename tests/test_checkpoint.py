@@ -284,3 +284,16 @@ def test_a_workdir_blocked_by_a_file_is_one_line(tmp_path):
     with pytest.raises(CheckpointError, match="a file blocks the path"):
         checkpoint_lib.check_workdir(str(tmp_path / "file" / "run"))
     assert errno.ENOTDIR  # the error a blocked path raises underneath
+
+
+def test_a_damaged_checkpoint_asked_for_names_the_step_to_pass_instead(tmp_path):
+    """Readers (eval, predict, diagnose) never fall back silently from the step they asked
+    for; they say which --checkpoint_step would work."""
+    save_steps(tmp_path, [None, None, None], keep=3)
+    damage(str(tmp_path), 3, "missing meta")
+    checkpointer = Checkpointer(str(tmp_path), read_only=True)
+    abstract = {"step": jax.ShapeDtypeStruct((), np.int32)}
+    with pytest.raises(CheckpointError) as error:
+        checkpointer.restore_tree(abstract, None, step=3)
+    message = str(error.value)
+    assert "step 3" in message and "--checkpoint_step=2" in message and "\n" not in message

@@ -253,3 +253,16 @@ def test_an_evaluation_config_may_not_change_the_trained_input(saved, field, val
     config.data[field] = saved["config"].data[field]
     config.schedule.eval_batch_size = 8  # what an evaluation config may change
     assert evaluate.load_classifier(saved["workdir"], config=config).step == 0
+
+
+def test_a_damaged_newest_checkpoint_names_the_step_that_would_work(saved, tmp_path):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(saved["workdir"], workdir)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    shutil.copytree(os.path.join(checkpoints, "0"), os.path.join(checkpoints, "5"))
+    shutil.rmtree(os.path.join(checkpoints, "5", "meta"))
+    with pytest.raises(CheckpointError) as error:
+        evaluate.load_classifier(workdir)
+    message = str(error.value)
+    assert "step 5" in message and "--checkpoint_step=0" in message and "\n" not in message
+    assert evaluate.load_classifier(workdir, step=0).step == 0
