@@ -303,7 +303,7 @@ def train_and_evaluate(config, workdir: str, extends_supervised_phase: bool = Fa
                 jax.block_until_ready(values)
                 first_seconds[phase] = time.perf_counter() - started
                 writer.write(
-                    {"event": "first_step", "phase": phase, "seconds": first_seconds[phase]},
+                    {"event": "first_step", "of_phase": phase, "seconds": first_seconds[phase]},
                     f"{phase} phase: first step in {first_seconds[phase]:.1f} s "
                     + ("(compiled ahead)" if isinstance(compiled[phase], CompiledAhead)
                        else "(compilation included)"),

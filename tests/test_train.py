@@ -153,10 +153,7 @@ def test_divergence_stops_the_run_before_anything_bad_is_saved(trained, tmp_path
     assert f"nothing after the checkpoint at step {SUPERVISED_STEPS} was saved" in message
     assert os.listdir(os.path.join(tmp_path, "checkpoints")) == [str(SUPERVISED_STEPS)]
     with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
-        records = [json.loads(line) for line in f]
-    # No progress line or evaluation of the diverged phase (events such as its first step's
-    # time are no measurement of the state).
-    assert not [r for r in records if r.get("phase") == "adversarial" and "event" not in r]
+        assert not [line for line in f if '"phase": "adversarial"' in line]
 
 
 def test_resumed_run_continues_exactly(trained, tmp_path):
