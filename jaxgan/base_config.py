@@ -33,12 +33,15 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.image_size = 224  # the model's input side
     c.data.augment = "paper"  # "paper" (five patches x five scales + flip) | "flip" | "none"
     c.data.normalization = "imagenet"  # "imagenet" | "inception" | "unit" ([0, 1])
+    # Each epoch is a full permutation of the train split: the two tf.data-era fields below
+    # are no longer read, kept so that configs and checkpoints that set them still load.
     c.data.shuffle_buffer = 10_000
-    c.data.num_parallel_calls = -1  # tf.data.AUTOTUNE
-    c.data.private_threads = 0  # tf.data private thread pool size; 0 = tf.data's default
+    c.data.private_threads = 0
+    c.data.num_parallel_calls = -1  # batches Grain reads at once in threads; -1 = 4
+    c.data.num_workers = 0  # Grain worker processes reading batches; 0 = the training process
     c.data.device_prefetch = 2  # steps whose batches are on the devices before they run
-    # Decode the train split once and keep it in memory, at most cache_max_mib of it: the model
-    # inputs with augment="none", else the decoded images (which need one stored shape).
+    # Read the train split's prepared records once and keep them in memory (uint8 squares and
+    # labels), at most cache_max_mib of them.
     c.data.cache_decoded = False
     c.data.cache_max_mib = 4_096
 

@@ -79,6 +79,7 @@ RANGES = {
     "data.device_prefetch": AT_LEAST_1,
     "data.cache_max_mib": AT_LEAST_1,
     "data.private_threads": AT_LEAST_0,
+    "data.num_workers": AT_LEAST_0,
     "method.asl.gamma_neg": AT_LEAST_0,
     "method.asl.gamma_pos": AT_LEAST_0,
     "method.asl.clip": UNIT_HALF_OPEN,
@@ -227,7 +228,7 @@ def _check_ranges(config) -> None:
     calls = config.data.num_parallel_calls
     if calls != -1 and calls < 1:
         raise ConfigError(
-            f"data.num_parallel_calls={calls} is out of range: use -1 (tf.data.AUTOTUNE) or >= 1"
+            f"data.num_parallel_calls={calls} is out of range: use -1 (the default, 4) or >= 1"
         )
     spec = GENERATORS[config.model.name]
     size = config.data.image_size

@@ -51,8 +51,15 @@ def uses_ema(config) -> bool:
     return float(recorded_field(config, "model.ema_decay")) > 0
 
 
-def probabilities(variables: dict, images: jax.Array, generator) -> jax.Array:
-    """p = sigmoid(G(x)) [B, L], with running BatchNorm statistics (pure; jitted below)."""
+def probabilities(variables: dict, images: jax.Array, generator, transform) -> jax.Array:
+    """p = sigmoid(G(x)) [B, L], with running BatchNorm statistics (pure; jitted below).
+    `images`: uint8 prepared squares [B, R, R, 3], each made the model's input by
+    `augment.eval_image` (resize, normalisation: the one preparation of evaluation and
+    prediction), or float model inputs [B, S, S, 3] already."""
+    from jaxgan.data import augment
+
+    if images.dtype == jnp.uint8:
+        images = augment.eval_batch(images, transform)
     logits = generator.apply(variables, images, train=False)
     return jax.nn.sigmoid(logits.astype(jnp.float32))
 
@@ -75,8 +82,11 @@ class Classifier:
         self.saved = saved or {}  # the checkpoint's metadata, when restored from one
         self.batch_size = config.schedule.eval_batch_size
         parallel.check_batch_size(self.batch_size, "schedule.eval_batch_size")
+        from jaxgan.data import augment
+
+        self.transform = augment.Transform.from_config(config.data)
         self._forward = jax.jit(
-            functools.partial(probabilities, generator=self.generator),
+            functools.partial(probabilities, generator=self.generator, transform=self.transform),
             compiler_options=runtime.compiler_options(self.mesh.devices.flat[0].platform),
             in_shardings=(self.replicated, self.data_sharding),
             out_shardings=self.data_sharding,
@@ -99,7 +109,8 @@ class Classifier:
         )
 
     def __call__(self, images: np.ndarray, variables=None) -> np.ndarray:
-        """This process's images [b, S, S, 3] (b = its share of the batch) -> probabilities."""
+        """This process's uint8 images [b, R, R, 3] (b = its share of the batch; prepared
+        squares: records, or `image_input.stored_image`) -> probabilities."""
         variables = self.variables if variables is None else variables
         images = parallel.to_global(images, self.data_sharding)
         return parallel.to_host_local(self._forward(variables, images))
@@ -148,7 +159,7 @@ def classifier_scores(classifier: Classifier, split: str) -> tuple[np.ndarray, n
 def split_scores(classifier: Classifier, source, role: str, variables=None):
     """Probabilities and labels [N, L] over one split (`role`: validation or test), in the
     split's order, padding dropped. Labels and masks never leave the host."""
-    from jaxgan.data import input_pipeline  # TensorFlow only where data is read
+    from jaxgan.data import input_pipeline
 
     if role == "train":
         raise ValueError("evaluation reads the validation and test splits only")

@@ -10,7 +10,7 @@ unless --config is given. eval: --checkpoint_step=N|best|latest. predict: --imag
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # where preparing a dataset imports TensorFlow
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
@@ -76,12 +76,11 @@ def main(argv):
     from jaxgan import runtime
 
     runtime.configure_cpu()  # before anything runs on JAX
-    with command_line.native_stderr_silenced():
-        import tensorflow  # noqa: F401 (imported here only to silence its import banners)
-    from jaxgan import evaluate, train
     from jaxgan.config_check import ConfigError
 
     try:  # each mode checks its config first, before any data, model or file
+        from jaxgan import evaluate, train
+
         if _MODE.value == "train":
             train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
         elif _MODE.value == "eval":
@@ -101,6 +100,8 @@ def main(argv):
             )
     except ConfigError as error:  # a config the run cannot use: a usage error
         command_line.fail(str(error))
+    except ImportError as error:  # a missing package: one line naming it and the fix
+        sys.exit(f"error: {error}")
     except ValueError as error:  # bad input the user can act on: one line, no traceback
         sys.exit(f"error: {error}")
     except KeyboardInterrupt:  # the loop has saved a checkpoint and said so

@@ -4,13 +4,15 @@
         [--threshold=configured|global|per_class|0.3] [--output=PREFIX] [--checkpoint_step=N]
 
 PATH is a file, a folder (its image files, in sub-folders too) or a glob. Each image gets the
-evaluation's preprocessing (decode to RGB, resize, normalise: `augment.preprocess_eval`), then
-G's probabilities; the predicted labels are those above the chosen threshold: the configured
-one (`method.threshold`), the global one chosen on the validation split ("global", the C-F1
-best), or one per class chosen on validation ("per_class"). A file that is missing, not a
-regular file, too large or not an image is reported in one line and skipped; the others are
-still predicted. Results are printed and written to PREFIX.csv (file, labels, one probability
-column per class) and PREFIX.jsonl.
+evaluation's preprocessing (the build's checks, decoded to RGB and made the square that
+prepared records hold: `image_input.stored_image`; then, in the classifier's compiled forward
+pass, resized and normalised: `augment.eval_image`), then G's probabilities; the predicted
+labels are those above the chosen threshold: the configured one (`method.threshold`), the
+global one chosen on the validation split ("global", the C-F1 best), or one per class chosen
+on validation ("per_class"). A file that is missing, not a regular file, too large or not an
+image is reported in one line and skipped; the others are still predicted. Results are
+printed and written to PREFIX.csv (file, labels, one probability column per class) and
+PREFIX.jsonl.
 """
 
 import concurrent.futures
@@ -26,10 +28,6 @@ import numpy as np
 from jaxgan import evaluate
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-class BadImage(Exception):
-    """A file that cannot be predicted; the message says why."""
 
 
 def expand_paths(specs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -71,31 +69,24 @@ def expand_paths(specs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def _prepared(files, data_config, num_threads: int = 4) -> Iterator[tuple[str, object]]:
-    """(path, image or BadImage) in order. A thread pool reads and checks the files (PIL, a
-    bounded window at a time); TensorFlow's decode and resize run on the calling thread (see
-    `image_input`: eager ops from several threads at once can crash TensorFlow)."""
+    """(path, uint8 square or BadImage) in order: a thread pool reads, checks, decodes and
+    resizes the files (PIL, a bounded window at a time)."""
     from jaxgan.data import image_input
+    from jaxgan.data.datasets import stored_side
 
-    def read(path):
-        try:
-            return image_input.read_file(path)
-        except image_input.ImageFileError as error:
-            return BadImage(error.reason)
+    side = stored_side(data_config)
 
-    def prepare(path, encoded):
-        if isinstance(encoded, BadImage):
-            return encoded
+    def prepare(path):
         try:
-            return image_input.prepare_eval(path, encoded, data_config)
-        except image_input.ImageFileError as error:
-            return BadImage(error.reason)
+            return image_input.stored_image(path, side)
+        except image_input.BadImage as error:
+            return error
 
     window = 4 * num_threads
     with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
         for start in range(0, len(files), window):
             chunk = files[start : start + window]
-            for path, encoded in zip(chunk, pool.map(read, chunk), strict=True):
-                yield path, prepare(path, encoded)
+            yield from zip(chunk, pool.map(prepare, chunk), strict=True)
 
 
 def predict_files(classifier, specs: list[str], threshold: str = "configured", report=None):
@@ -126,9 +117,9 @@ def predict_files(classifier, specs: list[str], threshold: str = "configured", r
     )
     for path, image in _prepared(files, classifier.config.data):
         progress.update(1)
-        if isinstance(image, BadImage):
-            skipped.append((path, str(image)))
-            report(f"skipped {path}: {image}")
+        if isinstance(image, Exception):
+            skipped.append((path, image.reason))
+            report(f"skipped {path}: {image.reason}")
             continue
         batch.append(image)
         names.append(path)

@@ -2,7 +2,6 @@
 
 import os
 import time
-from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +12,7 @@ from jaxgan import pace as pace_lib
 from jaxgan.checkpoint import Checkpointer, metadata
 from jaxgan.compiled import CompiledAhead, adversarial_shapes, compile_steps
 from jaxgan.config_check import check_config
-from jaxgan.data import input_pipeline
+from jaxgan.data import augment, input_pipeline
 from jaxgan.data.datasets import get_source
 from jaxgan.metric_writer import MetricWriter
 from jaxgan.models import create_generator
@@ -131,54 +130,123 @@ def _progress_line(step, total, phase, values, rate, seconds_left):
     return f"step {step}/{total} [{phase}] {shown} | {rate_text}, {left}"
 
 
-def step_batches(config, source, step: int) -> Iterator[tuple[str, tuple]]:
-    """The host batches of every step from `step` on, as (phase, batches) with the batches
-    the phase's compiled step takes: (batch,) supervised, (critic, generator) adversarial.
+class StepInputs(tuple):
+    """A step's device inputs, with `input_state`: where the input stream stands once they
+    are consumed (saved with the checkpoint of that step; see `step_batches`)."""
 
-    One tf.data stream per phase, started at `batches_consumed`, both on the same records (so
-    a cached split is decoded and held once); the adversarial phase's updates are assembled by
-    the pipeline (`input_pipeline.group_updates`). Both pipelines are built here, on the
-    calling thread: building one traces TensorFlow's Python API, which is not safe from two
-    threads at once (see `image_input`), and the loop iterates them in `DevicePrefetch`'s
-    thread while evaluation builds its own pipelines on the main thread."""
+    input_state: dict | None = None
+
+
+def step_batches(config, source, step: int, saved_input: dict | None = None):
+    """The host batches of every step from `step` on, as (phase, batches, input_state) with
+    the batches the phase's compiled step takes, uint8 images not yet augmented: (batch,)
+    supervised, (critic, generator) adversarial.
+
+    One Grain dataset per phase, both on the same records (so a cached split is read and
+    held once): the supervised phase's global batches 0, 1, ...; the adversarial phase's
+    updates, update u reading the `batches_per_update` batches from
+    `batches_consumed(supervised_steps + u)` on (`input_pipeline.update_dataset`).
+
+    `input_state` ({"phase", "offset", "position", "grain"}) is the Grain iterator's state
+    after the item: the item is element `position` of its phase's dataset, read by an
+    iterator over the phase's elements from `offset` on. Training saves it with every
+    checkpoint; resuming, `saved_input` restores the iterator from it (`set_state`). The step
+    counters stay the source of truth: a saved state that disagrees with them (another
+    phase position than `step` implies) is refused in one line (`InputStateError`), and
+    without one the phase's dataset is read from the counters' position."""
     schedule, method = config.schedule, config.method
     total = schedule.supervised_steps + schedule.adversarial_steps
-    records = input_pipeline.train_records(source, config.data, config.seed)
-
-    def stream(at):
-        return input_pipeline.train_dataset(
-            source,
-            config.data,
-            schedule.batch_size,
-            config.seed,
-            batches_consumed(config, at),
-            records=records,
-        )
-
+    train = input_pipeline.train_records(source, config.data)
     phases = []
     if step < schedule.supervised_steps:
-        batches = stream(step).take(schedule.supervised_steps - step)
-        phases.append(("supervised", batches.map(lambda batch: (batch,))))
+        dataset = input_pipeline.train_dataset(
+            source, config.data, schedule.batch_size, config.seed, 0,
+            records=train, num_batches=schedule.supervised_steps,
+        )  # fmt: skip
+        phases.append(("supervised", dataset, step))
     start = max(step, schedule.supervised_steps)
     if start < total:
-        kinds = pairs.pair_kinds(method.negative_sampling)
-        updates = input_pipeline.group_updates(stream(start), method.n_critic, kinds)
-        phases.append(("adversarial", updates.take(total - start).prefetch(1)))
-    return (
-        (phase, batches) for phase, dataset in phases for batches in dataset.as_numpy_iterator()
-    )
+        dataset = input_pipeline.update_dataset(
+            source, config.data, schedule.batch_size, config.seed,
+            batches_consumed(config, schedule.supervised_steps), schedule.adversarial_steps,
+            method.n_critic, pairs.pair_kinds(method.negative_sampling), records=train,
+        )  # fmt: skip
+        phases.append(("adversarial", dataset, start - schedule.supervised_steps))
+    return _phase_items(phases, config.data, saved_input)
+
+
+class InputStateError(ValueError):
+    """A checkpoint's saved input state disagrees with its step counters."""
+
+
+def _phase_items(phases, data_config, saved_input):
+    for phase, dataset, position in phases:
+        offset = position
+        saved = saved_input if saved_input and saved_input.get("phase") == phase else None
+        if saved is None and position and saved_input:
+            raise InputStateError(
+                f"the checkpoint's input stream stands in its {saved_input.get('phase')} phase "
+                f"but its step counters put it at element {position} of the {phase} phase: "
+                "the checkpoint is inconsistent; train in a fresh --workdir"
+            )
+        if saved is not None:
+            if saved.get("position") != position:
+                raise InputStateError(
+                    f"the checkpoint's input stream stands at element {saved.get('position')} "
+                    f"of the {phase} phase but its step counters put it at element {position}: "
+                    "the checkpoint is inconsistent; train in a fresh --workdir"
+                )
+            offset = saved["offset"]
+        iterator = input_pipeline.iterate(dataset[offset:], data_config)
+        if saved is not None:
+            iterator.set_state(saved["grain"])
+        for item in iterator:
+            position += 1
+            state = {"phase": phase, "offset": offset, "position": position}
+            yield (
+                phase,
+                item if phase == "adversarial" else (item,),
+                {**state, "grain": iterator.get_state()},
+            )
+        saved_input = None
+
+
+def input_at(config, step: int, input_state: dict | None) -> dict | None:
+    """`input_state` if it is where the stream stands after `step` updates, else None (the
+    counters then say where a resume reads from)."""
+    if input_state is None:
+        return None
+    supervised = config.schedule.supervised_steps
+    phase, position = ("supervised", step) if step <= supervised else (
+        "adversarial", step - supervised)  # fmt: skip
+    if (input_state.get("phase"), input_state.get("position")) != (phase, position):
+        return None
+    return input_state
 
 
 def to_devices(run, item):
-    """(phase, host batches) -> (phase, global arrays laid out as the compiled step wants)."""
-    phase, batches = item
+    """(phase, host batches, input state) -> (phase, StepInputs): global arrays laid out as
+    the compiled step wants, the images augmented and normalised on the devices
+    (`augment.train_batch`, keyed by each example's seed, epoch and position)."""
+    phase, batches, input_state = item
+    transform = augment.Transform.from_config(run.config.data)
+
+    def on_devices(batch, sharding):
+        batch = parallel.to_global(batch, sharding)
+        return augment.train_batch(batch, transform, run.config.seed)
+
     if phase == "supervised":
-        return phase, (parallel.to_global(batches[0], run.compiled.data),)
-    critic, generator = batches
-    return phase, (
-        parallel.to_global(critic, run.compiled.stacked),
-        parallel.to_global(generator, run.compiled.data),
-    )
+        inputs = StepInputs((on_devices(batches[0], run.compiled.data),))
+    else:
+        critic, generator = batches
+        inputs = StepInputs(
+            (
+                {kind: on_devices(b, run.compiled.stacked) for kind, b in critic.items()},
+                on_devices(generator, run.compiled.data),
+            )
+        )
+    inputs.input_state = input_state
+    return phase, inputs
 
 
 def take_feature_extractor_if_due(state, mesh, from_ema: bool = False):
@@ -283,8 +351,9 @@ def train_and_evaluate(config, workdir: str, extends_supervised_phase: bool = Fa
     first_call = set(compiled)  # a phase's first step in this process compiles
     first_seconds = {}  # the first call's time, per phase (the supervised one compiles)
     report, nonfinite, in_adversarial_phase = None, [], False
+    input_state = run.saved_meta.get("input")
     batches = parallel.DevicePrefetch(
-        step_batches(config, run.source, step),
+        step_batches(config, run.source, step, run.saved_meta.get("input")),
         lambda item: to_devices(run, item),
         config.data.device_prefetch,
     )
@@ -318,6 +387,7 @@ def train_and_evaluate(config, workdir: str, extends_supervised_phase: bool = Fa
                 run.state, values = compiled[phase](run.state, *step_inputs)
                 pace.step()
             step += 1
+            input_state = step_inputs.input_state
             values = dict(values)
             nonfinite.append((step, phase, values.pop("nonfinite")))
             phase_end = step in (schedule.supervised_steps, total)
@@ -351,12 +421,18 @@ def train_and_evaluate(config, workdir: str, extends_supervised_phase: bool = Fa
                         report["metrics"] if eval_due else None,
                         thresholds=report["thresholds"] if eval_due else None,
                         phase_results=phase_results,
+                        input=input_state,
                     )
         if step < total:
             raise RuntimeError(f"the training stream ended at step {step} of {total}")
     except KeyboardInterrupt:
         _check_finite(nonfinite, config, run.checkpointer)  # never save a diverged state
-        run.checkpointer.save(run.state, run.meta, phase_results=phase_results)
+        run.checkpointer.save(
+            run.state,
+            run.meta,
+            phase_results=phase_results,
+            input=input_at(config, int(jax.device_get(run.state.step)), input_state),
+        )
         run.checkpointer.wait()
         writer.write(
             {"event": "interrupted", "step": step},

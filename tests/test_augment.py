@@ -1,27 +1,32 @@
-"""The paper's augmentation: patches, scales, flips, shapes, ranges and determinism."""
+"""The device augmentation (JAX): the TensorFlow augmentation's pixels on fixed crop boxes,
+its distribution over many draws, determinism, and that training really augments."""
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_augment  # the TensorFlow augmentation the pipeline ran before
 
 from jaxgan.data import augment
 
+# Pixels on [0, 1]: the two implementations compute the same weights in float32.
+PIXEL_TOLERANCE = 1e-5
 
-def data_config(augment_name="paper", image_size=32, normalization="imagenet"):
+
+def transform(name="paper", size=32, normalization="unit"):
+    return augment.Transform(name, size, normalization)
+
+
+def tf_config(t):
     return ml_collections.ConfigDict(
-        {"augment": augment_name, "image_size": image_size, "normalization": normalization}
+        {"augment": t.augment, "image_size": t.image_size, "normalization": t.normalization}
     )
 
 
-def coordinate_image(height, width):
-    """float [height, width, 3]: channel 0 is the row, channel 1 the column, channel 2 zero."""
-    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    return tf.constant(np.stack([rows, cols, np.zeros_like(rows)], -1), tf.float32)
-
-
-def seeds(n):
-    return [tf.constant([7, i], tf.int64) for i in range(n)]
+def random_image(side, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
 
 
 def test_patch_sides_are_the_papers_at_224():
@@ -30,108 +35,124 @@ def test_patch_sides_are_the_papers_at_224():
     assert full == 342 and sides[0] == full and sides == tuple(sorted(sides, reverse=True))
 
 
-@pytest.mark.parametrize("side", [256, 224, 192, 168, 128])
-def test_patch_offset_is_each_corner_and_the_centre(side):
-    far = 256 - side
-    expected = [(0, 0), (0, far), (far, 0), (far, far), (far // 2, far // 2)]
-    for position, top_left in enumerate(expected):
-        offset = augment.patch_offset(tf.constant(position), tf.constant(side), 256)
-        assert tuple(int(v) for v in offset) == top_left
+@pytest.mark.parametrize("size, stored", [(224, 256), (32, 32), (24, 37), (16, 32)])
+def test_every_fixed_box_gives_the_tensorflow_pixels(size, stored):
+    """For each of the 25 (position, scale) boxes: the same box as the TensorFlow code
+    computes, and the same resized pixels within PIXEL_TOLERANCE."""
+    image = random_image(stored, size)
+    as_float = tf.image.convert_image_dtype(tf.constant(image), tf.float32)
+    full, sides = tf_augment.patch_sides(size)
+    for side_index in range(5):
+        for position in range(5):
+            side = sides[side_index]
+            top, left = (int(v) for v in tf_augment.patch_offset(position, side, full))
 
+            def pixels(offset, side=side):
+                start = int(np.round(offset * stored / full))
+                return start, max(int(np.round((offset + side) * stored / full)), start + 1)
 
-def test_sample_patch_draws_every_position_and_scale_uniformly_enough():
-    draws = [tuple(int(v) for v in augment.sample_patch(s)) for s in seeds(500)]
-    positions = np.bincount([p for p, _ in draws], minlength=6)
-    scales = np.bincount([k for _, k in draws], minlength=6)
-    assert positions[5] == 0 and scales[5] == 0  # nothing out of range
-    assert positions[:5].min() > 60 and scales[:5].min() > 60  # ~100 each expected
-    assert len(set(draws)) == 25  # every (position, scale) pair occurs
-
-
-@pytest.mark.parametrize("height, width", [(256, 256), (120, 400), (333, 250)])
-def test_paper_patch_output_is_the_sampled_patch(height, width):
-    """The output's coordinate channels tell which part of the image was cut: their mean is
-    the patch centre and their span its side, in the 256x256 frame scaled to the image."""
-    image = coordinate_image(height, width)
-    _, sides = augment.patch_sides(224)
-    seen = set()
-    for seed in seeds(60):
-        position, side_index = (int(v) for v in augment.sample_patch(seed))
-        side = sides[side_index]
-        far = 256 - side
-        top, left = [(0, 0), (0, far), (far, 0), (far, far), (far // 2, far // 2)][position]
-        out = augment.paper_patch(image, seed, 224).numpy()
-        assert out.shape == (224, 224, 3)
-        for channel, start, extent in ((0, top, height), (1, left, width)):
-            scale = extent / 256
-            centre = (start + side / 2) * scale - 0.5
-            np.testing.assert_allclose(out[..., channel].mean(), centre, atol=1.0)
-            span = out[..., channel].max() - out[..., channel].min()
-            assert abs(span - (side * scale - 1)) < 2.5
-        seen.add((position, side_index))
-    assert len(seen) > 15
+            (y0, y1), (x0, x1) = pixels(top), pixels(left)
+            box = augment.patch_box(jnp.int32(position), jnp.int32(side_index), size, stored)
+            assert tuple(int(b) for b in box) == (y0, y1, x0, x1)
+            expected = tf.clip_by_value(tf_augment._resize(as_float[y0:y1, x0:x1], size), 0, 1)
+            out = np.asarray(augment.crop_resize(jnp.asarray(image), box, size))
+            np.testing.assert_allclose(out, expected.numpy(), rtol=0, atol=PIXEL_TOLERANCE)
 
 
 @pytest.mark.parametrize("normalization", sorted(augment.NORMALIZATIONS))
-@pytest.mark.parametrize("augment_name", augment.AUGMENTATIONS)
-def test_preprocess_shapes_and_ranges(augment_name, normalization):
-    rng = np.random.default_rng(0)
-    config = data_config(augment_name, 40, normalization)
-    mean, std = (np.array(v) for v in augment.NORMALIZATIONS[normalization])
-    low, high = (0 - mean) / std, (1 - mean) / std
-    for h, w in [(17, 53), (64, 48), (40, 40)]:
-        image = tf.constant(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-        for out in (
-            augment.preprocess_train(image, tf.constant([1, h * w], tf.int64), config),
-            augment.preprocess_eval(image, config),
-        ):
-            out = out.numpy()
-            assert out.shape == (40, 40, 3) and out.dtype == np.float32
-            assert np.all(out >= low - 1e-5) and np.all(out <= high + 1e-5)
-    black = augment.preprocess_eval(tf.zeros((8, 8, 3), tf.uint8), config).numpy()
-    white = augment.preprocess_eval(tf.fill((8, 8, 3), tf.constant(255, tf.uint8)), config)
-    np.testing.assert_allclose(black[0, 0], low, rtol=1e-5)
-    np.testing.assert_allclose(white.numpy()[0, 0], high, rtol=1e-5)
+def test_eval_image_is_the_tensorflow_eval_preprocessing(normalization):
+    t = transform("none", 24, normalization)
+    for side in (24, 32, 17):
+        image = random_image(side, side)
+        expected = tf_augment.preprocess_eval(tf.constant(image), tf_config(t)).numpy()
+        out = np.asarray(augment.eval_image(jnp.asarray(image), t))
+        np.testing.assert_allclose(out, expected, rtol=0, atol=PIXEL_TOLERANCE * 5)
 
 
-def test_train_is_deterministic_given_its_seed_and_varies_with_it():
-    image = tf.constant(np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8))
-    config = data_config()
-    a = augment.preprocess_train(image, tf.constant([3, 4], tf.int64), config).numpy()
-    b = augment.preprocess_train(image, tf.constant([3, 4], tf.int64), config).numpy()
-    np.testing.assert_array_equal(a, b)
-    others = [augment.preprocess_train(image, s, config).numpy() for s in seeds(8)]
-    assert sum(not np.array_equal(a, o) for o in others) >= 6
+def test_train_image_is_the_tensorflow_crop_for_its_draws():
+    """A whole augmented example: the patch and flip its key draws, applied as the
+    TensorFlow code applies that patch and flip."""
+    t = transform("paper", 24, "imagenet")
+    image = random_image(32, 3)
+    as_float = tf.image.convert_image_dtype(tf.constant(image), tf.float32)
+    for i in range(12):
+        key = jax.random.key(i)
+        position, side_index, flipped = (int(v) for v in augment.draws(key, t))
+        y0, y1, x0, x1 = (int(b) for b in augment.patch_box(position, side_index, 24, 32))
+        expected = tf.clip_by_value(tf_augment._resize(as_float[y0:y1, x0:x1], 24), 0, 1)
+        expected = expected.numpy()[:, ::-1] if flipped else expected.numpy()
+        expected = tf_augment.normalize(expected, "imagenet").numpy()
+        out = np.asarray(augment.train_image(jnp.asarray(image), key, t))
+        np.testing.assert_allclose(out, expected, rtol=0, atol=PIXEL_TOLERANCE * 5)
 
 
-def test_flip_happens_about_half_the_time_and_none_means_plain_resize():
-    image = tf.constant(np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8))
-    plain = augment.preprocess_eval(image, data_config("none")).numpy()
-    flipped = plain[:, ::-1]
-    outcomes = []
-    for seed in seeds(40):
-        out = augment.preprocess_train(image, seed, data_config("flip")).numpy()
-        is_plain, is_flipped = np.allclose(out, plain), np.allclose(out, flipped)
+def test_draws_have_the_papers_distribution():
+    """Over 20,000 keys: positions and scales uniform on 5 values each and independent,
+    flips at rate 1/2 (bounds are ~5 standard deviations)."""
+    keys = jax.random.split(jax.random.key(0), 20_000)
+    position, side, flip = jax.vmap(lambda k: augment.draws(k, transform()))(keys)
+    position, side, flip = (np.asarray(v) for v in (position, side, flip))
+    n = len(keys)
+    for values in (position, side):
+        counts = np.bincount(values, minlength=6)
+        assert counts[5] == 0 and abs(counts[:5] / n - 0.2).max() < 0.015
+    joint = np.bincount(position * 5 + side, minlength=25) / n
+    assert abs(joint - 0.04).max() < 0.008
+    assert abs(flip.mean() - 0.5) < 0.02
+    # The boxes' scale and aspect ratio: square patches of the five sides, at 224.
+    boxes = jax.vmap(lambda p, s: jnp.stack(augment.patch_box(p, s, 224, 256)))(position, side)
+    boxes = np.asarray(boxes)
+    heights, widths = boxes[:, 1] - boxes[:, 0], boxes[:, 3] - boxes[:, 2]
+    assert (heights == widths).all()
+    assert set(np.unique(heights)) == {256, 224, 192, 168, 128}
+    assert abs(heights.mean() - np.mean(augment.PATCH_SIDES)) < 2
+
+
+def test_flip_only_and_none():
+    image = jnp.asarray(random_image(16, 5))
+    plain = np.asarray(augment.eval_image(image, transform("none", 16)))
+    flips = []
+    for i in range(40):
+        key = jax.random.key(i)
+        out = np.asarray(augment.train_image(image, key, transform("flip", 16)))
+        is_plain, is_flipped = np.allclose(out, plain), np.allclose(out, plain[:, ::-1])
         assert is_plain != is_flipped
-        outcomes.append(is_flipped)
-        np.testing.assert_array_equal(
-            augment.preprocess_train(image, seed, data_config("none")).numpy(), plain
-        )
-    assert 8 <= sum(outcomes) <= 32
+        flips.append(is_flipped)
+        none = augment.train_image(image, key, transform("none", 16))
+        np.testing.assert_array_equal(np.asarray(none), plain)
+    assert 8 <= sum(flips) <= 32
+
+
+def test_train_batch_is_keyed_by_seed_epoch_and_position_alone():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 6, 32, 32, 3), dtype=np.uint8)
+    batch = {
+        "image": images,
+        "labels": np.zeros((2, 6, 3), np.float32),
+        "epoch": np.full((2, 6), 3, np.int32),
+        "index": np.arange(12, dtype=np.int32).reshape(2, 6),
+    }
+    t = transform("paper", 24)
+    stacked = augment.train_batch(batch, t, seed=7)["image"]
+    assert stacked.shape == (2, 6, 24, 24, 3)
+    # One example alone, or its batch cut in two: the same pixels.
+    single = {k: v[1, 2:3] for k, v in batch.items()}
+    np.testing.assert_array_equal(
+        np.asarray(augment.train_batch(single, t, seed=7)["image"][0]), np.asarray(stacked[1, 2])
+    )
+    other_seed = augment.train_batch(batch, t, seed=8)["image"]
+    other_epoch = augment.train_batch({**batch, "epoch": batch["epoch"] + 1}, t, seed=7)["image"]
+    for other in (other_seed, other_epoch):
+        differs = [
+            not np.array_equal(stacked[i, j], other[i, j]) for i in range(2) for j in range(6)
+        ]
+        assert sum(differs) >= 8
 
 
 def test_check_choices_rejects_unknown_names():
     with pytest.raises(ValueError, match="data.augment"):
-        augment.check_choices(data_config("random_crop"))
+        augment.check_choices(
+            ml_collections.ConfigDict({"augment": "crop", "normalization": "unit"})
+        )
     with pytest.raises(ValueError, match="data.normalization"):
-        augment.check_choices(data_config(normalization="caffe"))
-
-
-@pytest.mark.parametrize("height,width", [(24, 24), (24, 40), (40, 24), (17, 31)])
-def test_resize_is_tf_resize_and_skips_only_an_image_already_at_the_size(height, width):
-    # The shortcut for an image already at the input size must return exactly what the
-    # resize returns, and no other shape may take it.
-    rng = np.random.default_rng(height * width)
-    image = tf.constant(rng.random((height, width, 3), dtype=np.float32))
-    expected = tf.image.resize(image, (24, 24), method="bilinear", antialias=True).numpy()
-    np.testing.assert_array_equal(augment._resize(image, 24).numpy(), expected)
+        augment.check_choices(ml_collections.ConfigDict({"augment": "paper", "normalization": "x"}))

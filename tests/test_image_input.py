@@ -1,4 +1,4 @@
-"""One image file for prediction: exactly the rows the evaluation pipeline makes of it."""
+"""One image file for prediction: exactly the rows evaluation makes of it."""
 
 import csv
 import os
@@ -6,11 +6,10 @@ import os
 import ml_collections
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from hostile_files import make_fifo, write_big_png, write_png_header
 from PIL import Image
 
-from jaxgan.data import custom, image_input, input_pipeline
+from jaxgan.data import augment, custom, image_input, input_pipeline
 
 
 def write_images(folder):
@@ -59,7 +58,8 @@ def built(tmp_path_factory):
             "normalization": "imagenet",
             "augment": "paper",
             "num_parallel_calls": 2,
-            "private_threads": 2,
+            "num_workers": 0,
+            "device_prefetch": 2,
         }
     )
     return custom.make_source(data_config), data_config, paths
@@ -68,22 +68,32 @@ def built(tmp_path_factory):
 def test_eval_input_is_the_eval_pipelines_row_for_that_file(built):
     source, data_config, paths = built
     compared = set()
+    builder = custom.make_builder(data_config)
     for role in ("train", "validation", "test"):
-        order = source.builder.as_dataset(
-            split=source.splits[role],
-            shuffle_files=False,
-            decoders={"image": tfds.decode.SkipDecoding()},
-        )
-        files = [example["file"].numpy().decode() for example in order]
+        files = _files(builder, source.splits[role])
         batches = list(input_pipeline.eval_batches(source, data_config, role, batch_size=4))
         rows = np.concatenate([b["image"][b["mask"]] for b in batches])
         assert len(rows) == len(files)
+        transform = augment.Transform.from_config(data_config)
         for name, row in zip(files, rows, strict=True):
+            square = image_input.stored_image(paths[name], source.side)
+            np.testing.assert_array_equal(square, row, err_msg=name)
             single = image_input.eval_input(paths[name], data_config)
             assert single.shape == (24, 24, 3) and single.dtype == np.float32
-            np.testing.assert_allclose(single, row, rtol=0, atol=1e-6, err_msg=name)
+            expected = np.asarray(augment.eval_batch(row[None], transform)[0])
+            np.testing.assert_allclose(single, expected, rtol=0, atol=1e-6, err_msg=name)
             compared.add(name)
     assert compared == set(paths)  # every kind went through both paths
+
+
+def _files(builder, split):
+    """The split's file names in its stored order (TFDS, as the preparation read it)."""
+    import tensorflow_datasets as tfds
+
+    dataset = builder.as_dataset(
+        split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
+    )
+    return [example["file"].decode() for example in tfds.as_numpy(dataset)]
 
 
 def test_load_image_is_the_decoded_stored_image(built):
@@ -108,12 +118,12 @@ def test_a_file_that_cannot_be_used_is_one_line_naming_it(tmp_path, built):
         "/dev/zero": "not a regular file: a character device",
     }
     for path, reason in cases.items():
-        with pytest.raises(image_input.ImageFileError) as error:
+        with pytest.raises(image_input.BadImage) as error:
             image_input.eval_input(path, data_config)
         assert str(error.value).startswith(f"image {path!r}: {reason}")
         assert "\n" not in str(error.value)
     too_many = tmp_path / "bomb.png"
     write_png_header(too_many, 100_000, 100_000)
-    with pytest.raises(image_input.ImageFileError, match="too many pixels: 10000000000, the limit"):
+    with pytest.raises(image_input.BadImage, match="too many pixels: 10000000000, the limit"):
         image_input.load_image(too_many)
     assert os.path.exists(fifo)

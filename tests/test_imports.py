@@ -1,6 +1,7 @@
-"""The model, loss, step and weight-converter modules must import without TensorFlow
-(accelerator hosts may lack it); only jaxgan.data and the training loop that feeds from it may
-import it. The converter must not need torch either."""
+"""Training, evaluation, prediction and the diagnostics import no TensorFlow (accelerator
+hosts may lack it): only preparing a dataset (`jaxgan.data.prepare`, the TFDS builders) does.
+The converter must not need torch either. The end-to-end run with TensorFlow made
+unimportable is tests/test_without_tensorflow.py."""
 
 import os
 import subprocess
@@ -33,6 +34,23 @@ TF_FREE = [
     "jaxgan.weights.mapping",
     "jaxgan.weights.pretrained",
     "jaxgan.convert",
+    "jaxgan.train",
+    "jaxgan.evaluate",
+    "jaxgan.predict",
+    "jaxgan.diagnose",
+    "jaxgan.main",
+    "jaxgan.metric_writer",
+    "jaxgan.data",
+    "jaxgan.data.augment",
+    "jaxgan.data.records",
+    "jaxgan.data.datasets",
+    "jaxgan.data.input_pipeline",
+    "jaxgan.data.image_files",
+    "jaxgan.data.image_input",
+    "jaxgan.data.digit_scenes",
+    "jaxgan.data.coco",
+    "jaxgan.data.nuswide",
+    "jaxgan.data.custom",
 ]
 
 

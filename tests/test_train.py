@@ -12,7 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-import tensorflow as tf
 from tiny_run import ADVERSARIAL_STEPS, SUPERVISED_STEPS, tiny_config
 
 from jaxgan import pairs, train
@@ -171,24 +170,20 @@ def test_resumed_run_continues_exactly(trained, tmp_path):
 
 def numbered_batches():
     """Batch i holds the number i, so a test can see which batches went where."""
-    return tf.data.Dataset.range(1000).map(
-        lambda i: {
-            "image": tf.fill([2, 1], tf.cast(i, tf.float32)),
-            "labels": tf.zeros([2, 3], tf.float32),
-        }
-    )
+    for i in range(1000):
+        yield {"image": np.full([2, 1], i, np.float32), "labels": np.zeros([2, 3], np.float32)}
 
 
 @pytest.mark.parametrize("negative_sampling", [True, False])
 def test_an_update_reads_the_batches_the_resume_position_counts(negative_sampling):
-    """The pipeline's grouping reads, for each critic update, one batch per pair kind in
-    order, then the generator's; an update reads exactly `batches_per_update` batches."""
+    """The grouping reads, for each critic update, one batch per pair kind in order, then the
+    generator's; an update reads exactly `batches_per_update` batches."""
     config = tiny_config(None)
     config.method.negative_sampling = negative_sampling
     kinds = pairs.pair_kinds(negative_sampling)
     per_update = train.batches_per_update(config)
     updates = input_pipeline.group_updates(numbered_batches(), config.method.n_critic, kinds)
-    for u, (critic, generator) in enumerate(itertools.islice(updates.as_numpy_iterator(), 3)):
+    for u, (critic, generator) in enumerate(itertools.islice(updates, 3)):
         assert tuple(critic) == kinds  # no unused batch is sent
         first = u * per_update
         for c in range(config.method.n_critic):
@@ -199,56 +194,74 @@ def test_an_update_reads_the_batches_the_resume_position_counts(negative_samplin
         np.testing.assert_array_equal(generator["image"], first + per_update - 1)
 
 
-def test_both_phases_read_one_cached_copy_of_the_split(data_dir, tmp_path):
-    """With data.cache_decoded (the embedded config's setting) the supervised phase's full
-    pass keeps the split in memory and the adversarial phase reads that copy: with the
-    dataset's files deleted at the phase boundary it goes on, with the updates a run resumed
-    there reads from the files. A phase building its own copy would read the deleted files."""
-    copy = tmp_path / "tfds"
-    shutil.copytree(data_dir, copy)
-    config = tiny_config(str(copy))
-    assert config.data.cache_decoded
-    source = get_source(config.data)
-    batch_size = config.schedule.batch_size
-    per_epoch = input_pipeline.batches_per_epoch(source, batch_size)
-    config.schedule.supervised_steps = per_epoch  # one full pass fills the cache
-    resumed = list(train.step_batches(config, source, per_epoch))
-    assert [phase for phase, _ in resumed] == ["adversarial"] * ADVERSARIAL_STEPS
-    stream = train.step_batches(config, source, 0)
-    supervised = [next(stream) for _ in range(per_epoch)]
-    alone = itertools.islice(
-        input_pipeline.train_batches(source, config.data, batch_size, config.seed), per_epoch
-    )
-    for (phase, (batch,)), expected in zip(supervised, alone, strict=True):
-        assert phase == "supervised"
-        chex.assert_trees_all_equal(batch, expected)
-    for record_file in copy.rglob("*.tfrecord*"):
-        record_file.unlink()
-    chex.assert_trees_all_equal(list(stream), resumed)
-
-
-def test_both_phases_pipelines_are_built_before_any_batch_is_read(data_dir, monkeypatch):
-    """Building a tf.data pipeline traces TensorFlow's Python API, which is not safe from two
-    threads at once; the loop reads `step_batches` in its prefetch thread while evaluation
-    builds pipelines on the main thread, so both phases' pipelines must be built by the call
-    itself, on the caller's thread, and not when the reader reaches them."""
-    built = []
-
-    def recorded(function):
-        def wrapper(*args, **kwargs):
-            built.append(function.__name__)
-            return function(*args, **kwargs)
-
-        return wrapper
-
-    for name in ("train_dataset", "group_updates"):
-        monkeypatch.setattr(input_pipeline, name, recorded(getattr(input_pipeline, name)))
+def test_the_adversarial_phase_reads_the_stream_where_the_counters_say(data_dir):
+    """Update u of the adversarial phase is the global batches from `batches_consumed` on,
+    grouped: the same batches the plain stream holds there."""
     config = tiny_config(data_dir)
-    stream = train.step_batches(config, get_source(config.data), 0)
-    assert built == ["train_dataset", "train_dataset", "group_updates"]
-    phases = [phase for phase, _ in stream]
-    assert phases == ["supervised"] * SUPERVISED_STEPS + ["adversarial"] * ADVERSARIAL_STEPS
-    assert len(built) == 3
+    source = get_source(config.data)
+    kinds = pairs.pair_kinds(config.method.negative_sampling)
+    items = list(train.step_batches(config, source, 0))
+    assert [phase for phase, _, _ in items] == (
+        ["supervised"] * SUPERVISED_STEPS + ["adversarial"] * ADVERSARIAL_STEPS
+    )
+    stream = input_pipeline.train_batches(
+        source, config.data, config.schedule.batch_size, config.seed
+    )
+    plain = [next(stream) for _ in range(train.batches_consumed(config, len(items)))]
+    for step, (_, (batch,), state) in enumerate(items[:SUPERVISED_STEPS]):
+        chex.assert_trees_all_equal(batch, plain[step])
+        assert state["position"] == step + 1
+    grouped = input_pipeline.group_updates(
+        iter(plain[SUPERVISED_STEPS:]), config.method.n_critic, kinds
+    )
+    for (_, batches, _), expected in zip(items[SUPERVISED_STEPS:], grouped, strict=True):
+        chex.assert_trees_all_equal(batches, expected)
+
+
+def test_a_saved_input_state_resumes_the_stream_and_must_agree_with_the_counters(data_dir):
+    """The Grain iterator state saved after step s restores the stream at step s + 1; a state
+    that disagrees with the step counters is refused in one line, before any batch."""
+    config = tiny_config(data_dir)
+    source = get_source(config.data)
+    whole = list(train.step_batches(config, source, 0))
+    for step in (1, SUPERVISED_STEPS + 1):
+        saved = whole[step - 1][2]
+        resumed = list(train.step_batches(config, source, step, saved))
+        assert len(resumed) == len(whole) - step
+        for (p1, b1, s1), (p2, b2, s2) in zip(resumed, whole[step:], strict=True):
+            assert p1 == p2 and s1["position"] == s2["position"]
+            chex.assert_trees_all_equal(b1, b2)
+    wrong = whole[SUPERVISED_STEPS + 1][2]  # after the second update, not the first
+    with pytest.raises(train.InputStateError, match="counters put it at element 1") as error:
+        next(train.step_batches(config, source, SUPERVISED_STEPS + 1, wrong))
+    assert "\n" not in str(error.value)
+    assert train.input_at(config, SUPERVISED_STEPS + 1, wrong) is None
+    assert train.input_at(config, SUPERVISED_STEPS + 2, wrong) == wrong
+
+
+def test_training_augments_on_the_devices(data_dir, tmp_path):
+    """What the compiled step receives is the augmented batch: with data.augment="paper"
+    most images differ from the plain evaluation resize of the same records, and they are
+    what `augment.train_batch` makes of them (augmentation is never silently skipped)."""
+    from jaxgan.data import augment
+
+    config = tiny_config(data_dir)
+    config.data.augment = "paper"
+    source = get_source(config.data)
+    run = train.Run(config, str(tmp_path / "run"))
+    run.checkpointer.close()
+    phase, batches, state = next(train.step_batches(config, source, 0))
+    _, inputs = train.to_devices(run, (phase, batches, state))
+    assert inputs.input_state == state
+    images = np.asarray(inputs[0]["image"])
+    host = batches[0]
+    transform = augment.Transform.from_config(config.data)
+    plain = np.asarray(augment.eval_batch(host["image"], transform))
+    assert images.shape == plain.shape == (16, 16, 16, 3)
+    changed = [not np.allclose(images[i], plain[i], atol=1e-3) for i in range(16)]
+    assert sum(changed) >= 10
+    expected = augment.train_batch(host, transform, config.seed)["image"]
+    np.testing.assert_allclose(images, np.asarray(expected), atol=1e-6)
 
 
 def write_pretrained(path, arch_builder, image_size, seed):

@@ -1,4 +1,5 @@
-"""Data: one package per dataset (see `datasets`), image files, and the tf.data input pipeline.
+"""Data: one package per dataset (see `datasets`), prepared records, image files, the Grain
+input pipeline and the device augmentation.
 
-This package imports TensorFlow; nothing under jaxgan.models, losses, steps or sampling does.
+Reading imports no TensorFlow; only preparing a dataset does (`prepare`, the TFDS builders).
 """

@@ -1,10 +1,12 @@
-"""The dataset registry: a config's `data.name` to a `Source` that TFDS can read.
+"""The dataset registry: a config's `data.name` to a `Source`, the prepared records it reads.
 
 Every dataset has the same layout, a package `jaxgan/data/<name>/`:
 
-- `__init__.py`: `make_source(data_config) -> Source` (and the dataset's class names);
+- `__init__.py`, importing no TensorFlow: `make_source(data_config) -> Source`, through
+  `open_source`, which opens the dataset's prepared records (`jaxgan.data.records`) or,
+  where they are missing and TensorFlow is installed, prepares them first;
 - `<name>_dataset_builder.py`: its TFDS builder, a class named `Builder`, where we build the
-  dataset ourselves (COCO is TFDS's own `coco/2014`);
+  dataset ourselves (COCO is TFDS's own `coco/2014`); only preparation imports it;
 - `__main__.py`, where the dataset is built once by hand: `python -m jaxgan.data.<name>`.
 
 The input pipeline only ever sees a `Source`, so adding a dataset means adding one package and
@@ -16,10 +18,9 @@ import importlib
 from collections.abc import Callable, Mapping
 
 import ml_collections
-import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from jaxgan.choices import choose_one
+from jaxgan.data import augment, records
 
 # data.name -> package with `make_source(data_config) -> Source`.
 SOURCES = {
@@ -34,36 +35,40 @@ SPLIT_ROLES = ("train", "validation", "test")
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """How to read one multi-label dataset.
+    """How to read one prepared multi-label dataset.
 
-    builder: a prepared TFDS builder (`as_dataset` works on it) whose "image" feature holds
-      encoded images; the input pipeline reads them undecoded and decodes them itself
-      (`input_pipeline.decode_image`), so a dataset never decodes images.
-    splits: role ("train", "validation", "test") -> TFDS split string (slices allowed,
-      e.g. "train[:95%]"). "validation" chooses thresholds and hyper-parameters; "test" is
-      where results are reported (COCO reports on its validation split, as the paper does).
-    class_names: one name per label, in label-vector order.
-    labels: TFDS example -> float32 [L] multi-hot label vector (graph mode).
-    keep: optional TFDS example -> bool predicate (graph mode); examples it rejects are
-      dropped before anything else (e.g. COCO images without objects).
-    features: the stored features `labels` and `keep` read, as a `tfds.decode.PartialDecoding`
-      spec; only these and the image are parsed from each record (parsing every stored
-      feature, e.g. a dataset's boxes, costs the input pipeline CPU time for nothing).
+    prepared: its opened, checked records (uint8 squares of `prepared.side` px and 0/1
+      labels; `records.Prepared`).
+    splits: role ("train", "validation", "test") -> split spec of the prepared splits
+      (TFDS's slicing syntax, e.g. "train[:95%]"). "validation" chooses thresholds and
+      hyper-parameters; "test" is where results are reported (COCO reports on its validation
+      split, as the paper does).
     """
 
-    builder: tfds.core.DatasetBuilder
+    prepared: records.Prepared
     splits: Mapping[str, str]
-    class_names: tuple[str, ...]
-    labels: Callable[[dict], tf.Tensor]
-    keep: Callable[[dict], object] | None = None
-    features: Mapping = dataclasses.field(default_factory=lambda: {"labels": True})
+    _readers: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.prepared.class_names
 
     @property
     def num_labels(self) -> int:
         return len(self.class_names)
 
+    @property
+    def side(self) -> int:
+        return self.prepared.side
+
+    def reader(self, role: str) -> records.SplitReader:
+        """Random access to the role's examples (one reader per role, kept)."""
+        if role not in self._readers:
+            self._readers[role] = records.SplitReader(self.prepared, self.splits[role])
+        return self._readers[role]
+
     def num_examples(self, role: str) -> int:
-        return self.builder.info.splits[self.splits[role]].num_examples
+        return len(self.reader(role))
 
 
 def split_roles(data_config, test: str) -> dict[str, str]:
@@ -76,18 +81,58 @@ def split_roles(data_config, test: str) -> dict[str, str]:
     }
 
 
-def stored_labels(example: dict) -> tf.Tensor:
-    """The usual `Source.labels`: the example's stored multi-hot `labels`, as float32."""
-    return tf.cast(example["labels"], tf.float32)
+def dataset_module(name: str):
+    return importlib.import_module(SOURCES[choose_one("data.name", name, sorted(SOURCES))])
+
+
+def stored_side(data_config) -> int:
+    """The side of the squares a dataset is prepared at for this config: the dataset's own
+    fixed image size where it has one (`NATIVE_SIDE`, e.g. the digit scenes' 32), else the
+    paper's square-resize frame for `data.image_size` (256 at 224)."""
+    native = getattr(dataset_module(data_config.name), "NATIVE_SIDE", None)
+    return native or augment.frame_side(data_config.image_size)
+
+
+def open_source(
+    data_config,
+    key: str,
+    splits: Mapping[str, str],
+    prepare: Callable[[str, int], None],
+    fix: str,
+) -> Source:
+    """The `Source` of dataset `key`'s prepared records under `data.data_dir`, at the side
+    this config reads (`stored_side`). Where they are missing, `prepare(path, side)` makes
+    them (it needs TensorFlow and TFDS: where they are not installed, one line says to run
+    `fix` where they are and to carry `data.data_dir` over)."""
+    side = stored_side(data_config)
+    path = records.records_dir(data_config.get("data_dir"), key, side)
+    try:
+        prepared = records.open_prepared(path, fix)
+    except records.RecordsError:
+        if records.has_index(path):
+            raise  # damaged or of another format: the message says what to do
+        try:
+            importlib.import_module("tensorflow")  # TFDS needs it to read its builds
+            prepare(path, side)
+        except ImportError as error:
+            raise records.RecordsError(
+                f"no prepared records of {key} at {side} px in {path}, and they cannot be "
+                f"prepared here ({error.name or 'tensorflow'} is not installed): run `{fix}` "
+                f"on a machine with TensorFlow and carry data.data_dir here ({records.DOCS})"
+            ) from None
+        prepared = records.open_prepared(path, fix)
+    source = Source(prepared=prepared, splits=dict(splits))
+    missing = [role for role in SPLIT_ROLES if role not in source.splits]
+    if missing:
+        raise ValueError(f"dataset {data_config.name!r} defines no split for {missing}")
+    for role in SPLIT_ROLES:
+        try:
+            source.reader(role)
+        except ValueError as error:
+            raise ValueError(f"data.{role}_split: {error}") from None
+    return source
 
 
 def get_source(data_config: ml_collections.ConfigDict) -> Source:
     """Returns the `Source` for `data_config.name`, preparing the dataset if it can."""
-    module = importlib.import_module(
-        SOURCES[choose_one("data.name", data_config.name, sorted(SOURCES))]
-    )
-    source = module.make_source(data_config)
-    missing = [role for role in SPLIT_ROLES if role not in source.splits]
-    if missing:
-        raise ValueError(f"dataset {data_config.name!r} defines no split for {missing}")
-    return source
+    return dataset_module(data_config.name).make_source(data_config)

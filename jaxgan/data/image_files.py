@@ -63,7 +63,14 @@ class BadFile(Exception):
 
 
 class BadImage(BadFile):
-    """An image file that cannot go into the dataset; the message is the reason."""
+    """An image that cannot be used (in a dataset build, a preparation or a prediction): the
+    one exception for it. `reason` is short enough for a report; with `path`, the message
+    is one line naming the file and the reason."""
+
+    def __init__(self, reason: str, path=None):
+        self.reason = str(reason)
+        self.path = None if path is None else os.fspath(path)
+        super().__init__(self.reason if path is None else f"image {self.path!r}: {self.reason}")
 
 
 _FILE_KINDS = (
@@ -239,6 +246,35 @@ def read_image(path: str) -> bytes:
     if not data:
         raise BadImage("empty")
     return encode_for_storage(data)
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """Stored image bytes (`read_image`'s: JPEG or PNG) -> uint8 [H, W, 3]: the one image
+    decoder (PIL) of preparation and prediction. Grey becomes three channels, 16-bit keeps
+    its high byte, a palette its colours. Raises BadImage(reason) if it cannot be decoded."""
+    try:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+            image.load()
+            image = _working_mode(image)
+            if image.mode == "RGBA":
+                image = _on_white(image)
+            return np.asarray(image.convert("RGB"), np.uint8)
+    except Exception as e:  # PIL raises many kinds on corrupt data
+        raise BadImage(f"unreadable: {e}") from None
+
+
+def to_square(image: np.ndarray, side: int) -> np.ndarray:
+    """uint8 [H, W, 3] -> uint8 [side, side, 3]: the paper's square resize (bilinear,
+    antialiased when shrinking: PIL's). An image already `side` x `side` is kept as it is."""
+    if image.shape[:2] == (side, side):
+        return image
+    resized = Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR)
+    return np.asarray(resized, np.uint8)
+
+
+def stored_square(data: bytes, side: int) -> np.ndarray:
+    """Stored image bytes -> the uint8 square prepared records hold for them."""
+    return to_square(decode_rgb(data), side)
 
 
 def is_inside(path: str, folder: str) -> bool:

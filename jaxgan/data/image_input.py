@@ -1,66 +1,70 @@
-"""One image file -> the model's input, exactly as evaluation would prepare it (for prediction).
+"""One image file -> the model's input, exactly as evaluation prepares a test image.
 
-`eval_input(path, data_config)` applies to a single file every step an image of a built
-dataset goes through on its way into an evaluation batch:
+`stored_image(path, side)` applies to a single file every step an image of a built dataset
+goes through on its way into prepared records:
 
 1. the build's checks and storage encoding (`image_files.read_image`): a regular file of at
    most `image_files.MAX_FILE_BYTES`, at most `image_files.MAX_PIXELS` by its header (checked
    before decoding), downscaled if large, CMYK / alpha / 16-bit / palette made RGB;
-2. the pipeline's decoder (`input_pipeline.decode_image`);
-3. the evaluation transform (`augment.preprocess_eval`: resize to `data.image_size`, single
-   crop, `data.normalization`).
+2. preparation's decoder and square resize (`image_files.stored_square`, PIL);
 
-So a model sees the same array for a file whether it sat in a dataset's test split or is
-given to it for prediction. A file that cannot be used raises `ImageFileError`, one line that
-names the file and the reason.
-
-Step 1 (`read_file`) is Python and PIL only and may run in worker threads; steps 2-3
-(`prepare_eval`) are TensorFlow eager ops, to be run from one thread at a time: TensorFlow's
-Python API is not safe from several threads at once.
+and `eval_input(path, data_config)` adds evaluation's transform on top (`augment.eval_image`:
+resize to `data.image_size`, `data.normalization`), the function evaluation's compiled
+forward pass runs on every batch. So a model sees the same array for a file whether it sat
+in a dataset's test split or is given to it for prediction. Everything here is Python, PIL
+and JAX: safe from several threads, no TensorFlow. A file that cannot be used raises
+`image_files.BadImage`, one line that names the file and the reason.
 """
 
+import functools
 import os
 
+import jax
 import numpy as np
-import tensorflow as tf
 
-from jaxgan.data import augment, image_files, input_pipeline
+from jaxgan.data import augment, image_files
+from jaxgan.data.image_files import BadImage
 
-
-class ImageFileError(ValueError):
-    """An image file that cannot be used; the message names the file and the reason."""
-
-    def __init__(self, path, reason: str):
-        super().__init__(f"image {os.fspath(path)!r}: {reason}")
-        self.reason = reason
+__all__ = ["BadImage", "eval_input", "load_image", "read_file", "stored_image"]
 
 
 def read_file(path) -> bytes:
     """Step 1: the file's checked bytes, in the build's storage encoding."""
     try:
         return image_files.read_image(os.fspath(path))
-    except image_files.BadImage as e:
-        raise ImageFileError(path, str(e)) from None
+    except BadImage as e:
+        raise BadImage(e.reason, path) from None
 
 
-def _decode(path, encoded: bytes) -> tf.Tensor:
+def _decoded(path, encoded: bytes) -> np.ndarray:
     try:
-        return input_pipeline.decode_image(tf.constant(encoded))
-    except tf.errors.InvalidArgumentError as e:  # PIL read it, TensorFlow cannot: rare
-        raise ImageFileError(path, f"unreadable: {e.message}") from None
+        return image_files.decode_rgb(encoded)
+    except BadImage as e:
+        raise BadImage(e.reason, path) from None
 
 
 def load_image(path) -> np.ndarray:
-    """The image at `path` as the pipeline decodes it: uint8 [H, W, 3] (downscaled if large)."""
-    return _decode(path, read_file(path)).numpy()
+    """The image at `path` as preparation decodes it: uint8 [H, W, 3] (downscaled if large)."""
+    return _decoded(path, read_file(path))
 
 
-def prepare_eval(path, encoded: bytes, data_config) -> np.ndarray:
-    """Steps 2-3 on `read_file(path)`'s bytes (`path` only names the file in errors)."""
-    return augment.preprocess_eval(_decode(path, encoded), data_config).numpy()
+def stored_image(path, side: int, encoded: bytes | None = None) -> np.ndarray:
+    """The uint8 [side, side, 3] square prepared records would hold for the file at `path`
+    (`encoded`: its `read_file` bytes, if already read)."""
+    encoded = read_file(path) if encoded is None else encoded
+    return image_files.to_square(_decoded(path, encoded), side)
+
+
+@functools.partial(jax.jit, static_argnames="transform")
+def _eval_image(image, transform):
+    return augment.eval_image(image, transform)
 
 
 def eval_input(path, data_config) -> np.ndarray:
     """The image at `path` as an evaluation batch row: float32 [S, S, 3], S = data.image_size,
-    normalised by `data.normalization`. Stack rows to make a batch."""
-    return prepare_eval(path, read_file(path), data_config)
+    normalised by `data.normalization` (the classifier runs the same transform on a batch of
+    `stored_image` squares)."""
+    from jaxgan.data.datasets import stored_side
+
+    square = stored_image(path, stored_side(data_config))
+    return np.asarray(_eval_image(square, augment.Transform.from_config(data_config)))

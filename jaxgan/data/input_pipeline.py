@@ -1,79 +1,40 @@
-"""The tf.data input pipeline: TFDS records -> decoded, augmented NumPy batches per process.
+"""The input pipeline: prepared records -> uint8 batches per process, by Grain, no TensorFlow.
 
-Training data is one endless tf.data stream of epochs (`train_dataset`). Each epoch reads the
-split in an order fixed by (seed, epoch), and every example's augmentation draws from a seed
-fixed by (seed, epoch, position). The stream is therefore a pure function of the seed, the
-same whatever the process count (each process keeps its rows of every global batch), and
-resuming after `n` batches starts it at that point, skipping undecoded records only.
-Images are decoded here and nowhere else (`decode_image`; TFDS is told to skip decoding, and a
-`Source` only supplies labels), in our own parallel map under a private thread pool.
+The host reads records (`jaxgan.data.records`: uint8 squares and 0/1 labels, nothing to
+decode) and batches them; the devices augment and normalise (`jaxgan.data.augment`).
+
+Training data is a Grain `MapDataset` indexed by global batch number: batch b of epoch e is
+the positions [b B, (b + 1) B) of the epoch's order, a permutation of the train split seeded
+by (seed, e) (each epoch is the split once, in another order, the remainder dropped). Every
+example also carries its (epoch, position) so that its augmentation key is fixed by the seed
+and its place in the stream (`augment.example_keys`). The stream is therefore a pure function
+of the seed and the batch number: resuming after `n` batches reads batch `n` next (random
+access, nothing skipped by reading), and P processes each read their own rows [p B / P,
+(p + 1) B / P) of every global batch, which side by side are one process's batch. Grain reads
+batches ahead in threads (`data.num_parallel_calls`) and, with `data.num_workers` > 0, in
+worker processes; its iterator state travels with each checkpoint (`jaxgan.train`).
 """
 
-import itertools
 import math
-from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from collections.abc import Iterator
 
 import jax
 import numpy as np
-import tensorflow as tf
-import tensorflow_datasets as tfds
 
-from jaxgan.data import augment
+from jaxgan.data import records
 from jaxgan.data.datasets import Source
 
-# Keep TensorFlow off accelerators: it only feeds the host.
-tf.config.set_visible_devices([], "GPU")
+try:
+    import grain
+except ImportError:
+    raise ImportError(
+        "the grain package is missing (the input pipeline's loader): pip install grain, or "
+        "reinstall jaxgan with pip install -e ."
+    ) from None
 
-
-def decode_image(encoded: tf.Tensor) -> tf.Tensor:
-    """Encoded JPEG or PNG bytes (a scalar string tensor) -> uint8 [H, W, 3].
-
-    The one image decoder of training, evaluation and prediction (`jaxgan.data.image_input`).
-    Builders store only JPEG and PNG (`image_files.read_image`); grey becomes three channels.
-    """
-    image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
-
-
-def _read(source: Source, role: str, *, shuffle_seed: int | None, shard: bool):
-    """A split's records, images left encoded: this process's shard of it (`shard`, for
-    evaluation) or the whole split (training, where each process keeps its rows of every
-    global batch; see `train_dataset`)."""
-    split = source.splits[role]
-    if shard:
-        split = tfds.even_splits(split, n=jax.process_count(), drop_remainder=False)[
-            jax.process_index()
-        ]
-    ds = source.builder.as_dataset(
-        split=split,
-        shuffle_files=shuffle_seed is not None,
-        decoders=tfds.decode.PartialDecoding(
-            {"image": True, **source.features}, decoders={"image": tfds.decode.SkipDecoding()}
-        ),
-        read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed, try_autocache=False),
-    )
-
-    def decode(example):
-        return {"image": decode_image(example["image"]), "labels": source.labels(example)}
-
-    if source.keep is not None:
-        ds = ds.filter(source.keep)
-    return ds, decode
-
-
-def _options(data_config) -> tf.data.Options:
-    options = tf.data.Options()
-    options.deterministic = True
-    if data_config.private_threads > 0:
-        options.threading.private_threadpool_size = data_config.private_threads
-    return options
-
-
-# Epoch e's record shuffle is seeded by seed * EPOCH_SEED_STRIDE + e; example i of epoch e
-# (its position in the epoch's global order) augments with the seed (seed, e * 2**31 + i).
-EPOCH_SEED_STRIDE = 1_000_003
+DEFAULT_READ_THREADS = 4  # data.num_parallel_calls=-1: batches read at once, in threads
+# Epoch e's order is a permutation drawn by NumPy's default_rng([seed, EPOCH_STREAM, e]).
+EPOCH_STREAM = 0x65706F
 
 
 def batches_per_epoch(source: Source, global_batch: int) -> int:
@@ -88,21 +49,10 @@ def batches_per_epoch(source: Source, global_batch: int) -> int:
 
 
 def cached_train_mib(source: Source, data_config) -> float:
-    """MiB the train split takes in memory under `data.cache_decoded`: per example, its float32
-    label vector and, with `data.augment="none"`, its model input (float32 [S, S, 3], a
-    function of the image alone), else its decoded image (uint8, of the builder's one stored
-    shape). Raises ValueError where that shape is not fixed."""
-    if data_config.augment == "none":
-        image_bytes = 4 * 3 * data_config.image_size**2
-    else:
-        shape = source.builder.info.features["image"].shape
-        if None in shape:
-            raise ValueError(
-                f"data.cache_decoded with data.augment={data_config.augment!r} needs images of "
-                f"one stored shape; this dataset's are {shape}: set data.cache_decoded=False"
-            )
-        image_bytes = math.prod(shape)
-    return source.num_examples("train") * (image_bytes + 4 * source.num_labels) / 2**20
+    """MiB the train split takes in memory under `data.cache_decoded`: its records, uint8
+    squares of the prepared side and their labels."""
+    record = records.record_size(source.num_labels, source.side)
+    return source.num_examples("train") * record / 2**20
 
 
 def check_cache_fits(source: Source, data_config) -> None:
@@ -116,46 +66,103 @@ def check_cache_fits(source: Source, data_config) -> None:
         )
 
 
-def _already_decoded(example: dict) -> dict:
-    return example
+class _InMemory:
+    """A split read once into memory: `read(indices)` as `records.SplitReader.read`."""
+
+    def __init__(self, reader: records.SplitReader):
+        self.images, self.labels = reader.read_all()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def read(self, indices):
+        indices = np.asarray(indices, np.int64)
+        return self.images[indices], self.labels[indices]
 
 
-def _eval_input(example: dict, data_config) -> dict:
-    """A decoded example -> the model's input without augmentation (resize, normalisation)."""
-    return {
-        "image": augment.preprocess_eval(example["image"], data_config),
-        "labels": example["labels"],
-    }
-
-
-class TrainRecords(NamedTuple):
-    """The train split as `train_dataset` reads it: `records` in the file order of the seed;
-    `decode` what is left to do to a record before augmentation; `inputs_cached` when the
-    records are the model inputs themselves."""
-
-    records: tf.data.Dataset
-    decode: Callable[[dict], dict]
-    inputs_cached: bool
-
-
-def train_records(source: Source, data_config, seed: int) -> TrainRecords:
-    """The train split's records for `train_dataset`. With `data.cache_decoded` they are decoded
-    on their first full pass and kept in memory (`check_cache_fits` bounds them by
-    `data.cache_max_mib`), and every pipeline built on the same `TrainRecords` reads that one
-    copy: build them once per run, so that the adversarial phase's stream does not decode the
-    split a second time nor hold a second copy. Without augmentation the model inputs
-    themselves are kept (`preprocess_train` with augment="none" is `preprocess_eval`: it draws
-    nothing), leaving nothing to do per example and epoch."""
-    records, decode = _read(source, "train", shuffle_seed=seed * EPOCH_SEED_STRIDE, shard=False)
+def train_records(source: Source, data_config):
+    """What the training streams read: the train split's reader, or with `data.cache_decoded`
+    the split held in memory (read once; `check_cache_fits` bounds it). Build it once per run
+    and pass it to every stream, so both phases read one copy."""
+    reader = source.reader("train")
     if not data_config.cache_decoded:
-        return TrainRecords(records, decode, inputs_cached=False)
+        return reader
     check_cache_fits(source, data_config)
-    calls = data_config.num_parallel_calls
-    records = records.map(decode, num_parallel_calls=calls)
-    inputs_cached = data_config.augment == "none"
-    if inputs_cached:
-        records = records.map(lambda example: _eval_input(example, data_config), calls)
-    return TrainRecords(records.cache(), _already_decoded, inputs_cached)
+    return _InMemory(reader)
+
+
+class _Batches:
+    """Global batch number -> this process's rows of it (a Grain map function; pickles to
+    worker processes with the reader, which reopens its files there)."""
+
+    def __init__(self, reader, num_examples, global_batch, process, seed):
+        index, count = process
+        if global_batch % count:
+            raise ValueError(
+                f"schedule.batch_size={global_batch} does not split over {count} processes; "
+                f"use a multiple of {count}"
+            )
+        self.reader = reader
+        self.global_batch = global_batch
+        self.local = global_batch // count
+        self.first_row = index * self.local
+        self.per_epoch = num_examples // global_batch
+        if self.per_epoch == 0:
+            raise ValueError(
+                f"the train split has {num_examples} examples, fewer than one batch of "
+                f"{global_batch}; lower schedule.batch_size"
+            )
+        self.num_examples = num_examples
+        self.seed = seed
+        self._orders = {}
+
+    def order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            if len(self._orders) > 2:
+                self._orders.clear()
+            rng = np.random.default_rng([self.seed, EPOCH_STREAM, epoch])
+            self._orders[epoch] = rng.permutation(self.num_examples)
+        return self._orders[epoch]
+
+    def __call__(self, number) -> dict:
+        epoch, batch = divmod(int(number), self.per_epoch)
+        positions = batch * self.global_batch + self.first_row + np.arange(self.local)
+        images, labels = self.reader.read(self.order(epoch)[positions])
+        return {
+            "image": images,
+            "labels": labels,
+            "epoch": np.full(self.local, epoch, np.int32),
+            "index": positions.astype(np.int32),
+        }
+
+
+def _batches(source, data_config, global_batch, seed, process, train):
+    process = process if process is not None else (jax.process_index(), jax.process_count())
+    train = train if train is not None else train_records(source, data_config)
+    return _Batches(train, len(train), global_batch, process, seed)
+
+
+def read_options(data_config) -> grain.ReadOptions:
+    threads = data_config.num_parallel_calls
+    return grain.ReadOptions(
+        num_threads=DEFAULT_READ_THREADS if threads < 0 else threads,
+        prefetch_buffer_size=max(2, 2 * data_config.device_prefetch),
+    )
+
+
+def iterate(dataset: grain.MapDataset, data_config) -> grain.DatasetIterator:
+    """A Grain iterator over `dataset`, reading ahead in threads and, with
+    `data.num_workers` > 0, worker processes. Its `get_state()` after an element says where
+    the next one is; `set_state` resumes there."""
+    stream = dataset.to_iter_dataset(read_options(data_config))
+    workers = data_config.get("num_workers", 0)
+    if workers > 0:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # Grain's workers read its absl flags (defaults here)
+            flags.FLAGS.mark_as_parsed()
+        stream = stream.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    return iter(stream)
 
 
 def train_dataset(
@@ -165,132 +172,109 @@ def train_dataset(
     seed: int,
     start_batch: int = 0,
     process: tuple[int, int] | None = None,
-    records: TrainRecords | None = None,
-) -> tf.data.Dataset:
-    """The endless training stream from global batch `start_batch` on, as one tf.data pipeline
-    (epochs follow each other inside it: nothing is rebuilt at an epoch boundary).
-
-    Yields this process's rows of each global batch of `global_batch` rows:
-    {"image": float32 [B / P, S, S, 3], "labels": float32 [B / P, L]} for P processes,
-    process p taking rows [p B / P, (p + 1) B / P). Every process reads the same records in
-    the same order and decodes only its own rows, so the global batch (and every example's
-    augmentation) is a function of (seed, position) alone, whatever the process count.
-
-    With `data.cache_decoded`, the split is decoded once, on its first pass, and kept in memory
-    (`train_records`): every process then decodes every record once instead of its rows every
-    epoch. The stream is the same either way.
-
-    Epoch e is exactly `batches_per_epoch` global batches: the split's records (files in an
-    order fixed by the seed) through a shuffle buffer of `data.shuffle_buffer` seeded by
-    (seed, e), the remainder dropped; where `Source.keep` drops records, the epoch is topped
-    up with the first records of its own order. Resuming at `start_batch` starts in its epoch
-    and skips records before they are decoded.
+    records: object | None = None,
+    num_batches: int | None = None,
+) -> grain.MapDataset:
+    """The training stream from global batch `start_batch` on, `num_batches` of them (by
+    default as many as a run could want): element k is global batch `start_batch + k`, this
+    process's rows of it, {"image": uint8 [B / P, R, R, 3], "labels": float32 [B / P, L],
+    "epoch", "index": int32 [B / P]} (see the module docstring).
 
     `process`: (index, count), by default jax's (tests pass others). `records`: from
-    `train_records(source, data_config, seed)`, shared with the run's other streams; built here
-    if not given.
-    """
-    index, count = process if process is not None else (jax.process_index(), jax.process_count())
-    if global_batch % count:
-        raise ValueError(
-            f"schedule.batch_size={global_batch} does not split over {count} processes; "
-            f"use a multiple of {count}"
-        )
-    local = global_batch // count
-    per_epoch = batches_per_epoch(source, global_batch)
-    examples_per_epoch = per_epoch * global_batch
-    first_epoch, skip = divmod(start_batch, per_epoch)
-    if records is None:
-        records = train_records(source, data_config, seed)
-    split, decode, inputs_cached = records
-
-    def epoch_records(epoch):
-        epoch_seed = tf.constant(seed, tf.int64) * EPOCH_SEED_STRIDE + epoch
-        shuffled = split.shuffle(
-            data_config.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False
-        )
-        ds = shuffled.repeat().take(examples_per_epoch).enumerate()
-        # The first epoch of a resumed run starts `skip` batches in (records, not decoded).
-        ds = ds.skip(tf.where(epoch == first_epoch, tf.constant(skip * global_batch, tf.int64), 0))
-        # This process's rows of every global batch; the others are never decoded here.
-        ds = ds.filter(lambda position, _: (position % global_batch) // local == index)
-        if inputs_cached:
-            return ds.map(lambda position, example: example)
-        return ds.map(lambda position, example: (epoch, position, example))
-
-    def preprocess(epoch, position, example):
-        example = decode(example)
-        example_seed = tf.stack([tf.constant(seed, tf.int64), epoch * 2**31 + position])
-        image = augment.preprocess_train(example["image"], example_seed, data_config)
-        return {"image": image, "labels": example["labels"]}
-
-    ds = tf.data.Dataset.counter(first_epoch).flat_map(epoch_records)
-    if not inputs_cached:
-        ds = ds.map(preprocess, num_parallel_calls=data_config.num_parallel_calls)
-    ds = ds.batch(local, drop_remainder=True)
-    return ds.prefetch(2).with_options(_options(data_config))
+    `train_records`, shared with the run's other streams; read here if not given."""
+    load = _batches(source, data_config, global_batch, seed, process, records)
+    stop = start_batch + (num_batches if num_batches is not None else 2**40)
+    return grain.MapDataset.range(start_batch, stop).map(load)
 
 
 def train_batches(
     source: Source, data_config, global_batch: int, seed: int, start_batch: int = 0
 ) -> Iterator[dict]:
-    """`train_dataset` as NumPy batches."""
-    return train_dataset(source, data_config, global_batch, seed, start_batch).as_numpy_iterator()
+    """`train_dataset` as an iterator of NumPy batches."""
+    return iterate(train_dataset(source, data_config, global_batch, seed, start_batch), data_config)
 
 
-def group_updates(ds: tf.data.Dataset, n_critic: int, kinds: tuple[str, ...]) -> tf.data.Dataset:
-    """Batches -> adversarial updates, assembled by tf.data: each element is (critic, generator)
-    for one update, read from the next n_critic * len(kinds) + 1 batches in this order: for each
-    of the n_critic critic updates one batch per pair kind, then the generator's batch.
-    critic: {kind: [n_critic, B, ...]}; generator: {key: [B, ...]}."""
-    per_critic = len(kinds)
+class _Updates:
+    """Update number -> (critic, generator) host batches of one adversarial update, read from
+    the next n_critic * len(kinds) + 1 global batches in this order: for each of the n_critic
+    critic updates one batch per pair kind, then the generator's batch.
+    critic: {kind: {key: [n_critic, B, ...]}}; generator: {key: [B, ...]}."""
 
-    def split(group):
-        def critic(kind_index):
-            return {
-                k: tf.reshape(v[: n_critic * per_critic], [n_critic, per_critic, *v.shape[1:]])[
-                    :, kind_index
-                ]
-                for k, v in group.items()
+    def __init__(self, load: _Batches, first_batch: int, n_critic: int, kinds):
+        self.load, self.first_batch = load, first_batch
+        self.n_critic, self.kinds = n_critic, tuple(kinds)
+        self.per_update = n_critic * len(self.kinds) + 1
+
+    def __call__(self, update) -> tuple[dict, dict]:
+        first = self.first_batch + int(update) * self.per_update
+        batches = [self.load(first + i) for i in range(self.per_update)]
+        per_critic = len(self.kinds)
+        critic = {
+            kind: {
+                key: np.stack([batches[c * per_critic + k][key] for c in range(self.n_critic)])
+                for key in batches[0]
             }
+            for k, kind in enumerate(self.kinds)
+        }
+        return critic, batches[-1]
 
-        return (
-            {kind: critic(i) for i, kind in enumerate(kinds)},
-            {k: v[-1] for k, v in group.items()},
-        )
 
-    ds = ds.batch(n_critic * per_critic + 1, drop_remainder=True)
-    return ds.map(split, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+def update_dataset(
+    source: Source,
+    data_config,
+    global_batch: int,
+    seed: int,
+    first_batch: int,
+    num_updates: int,
+    n_critic: int,
+    kinds,
+    process: tuple[int, int] | None = None,
+    records: object | None = None,
+) -> grain.MapDataset:
+    """The adversarial phase's updates (`_Updates`), update u reading from global batch
+    `first_batch + u * (n_critic * len(kinds) + 1)` on."""
+    load = _batches(source, data_config, global_batch, seed, process, records)
+    return grain.MapDataset.range(num_updates).map(_Updates(load, first_batch, n_critic, kinds))
+
+
+def group_updates(batches: Iterator[dict], n_critic: int, kinds) -> Iterator[tuple[dict, dict]]:
+    """Consecutive host batches -> updates, as `_Updates` groups them (for any stream)."""
+    per_update = n_critic * len(kinds) + 1
+    while True:
+        group = [next(batches, None) for _ in range(per_update)]
+        if group[-1] is None:
+            return
+        yield _Updates(group.__getitem__, 0, n_critic, kinds)(0)
+
+
+class _EvalBatches:
+    """Batch number -> rows of this process's shard of a split, padded, with a mask."""
+
+    def __init__(self, reader, start: int, stop: int, batch_size: int):
+        self.reader, self.start, self.stop, self.batch_size = reader, start, stop, batch_size
+
+    def __call__(self, number) -> dict:
+        first = self.start + int(number) * self.batch_size
+        rows = np.arange(first, min(first + self.batch_size, self.stop))
+        images, labels = self.reader.read(rows)
+        pad = self.batch_size - len(rows)
+        return {
+            "image": np.concatenate([images, np.zeros((pad, *images.shape[1:]), np.uint8)]),
+            "labels": np.concatenate([labels, np.zeros((pad, labels.shape[1]), np.float32)]),
+            "mask": np.arange(self.batch_size) < len(rows),
+        }
 
 
 def eval_batches(source: Source, data_config, role: str, batch_size: int) -> Iterator[dict]:
-    """One pass over this process's shard of a split, no example dropped.
+    """One pass over this process's shard of a split, in the split's order, no example
+    dropped: {"image": uint8 [b, R, R, 3], "labels": float32 [b, L], "mask": bool [b]}.
 
-    The last batch is padded to `batch_size`; its `mask` marks the real rows. Every process
-    yields the same number of batches (multi-host steps must run in lockstep).
-    """
-    ds, decode = _read(source, role, shuffle_seed=None, shard=True)
-
-    def preprocess(example):
-        return _eval_input(decode(example), data_config)
-
-    ds = ds.map(preprocess, num_parallel_calls=data_config.num_parallel_calls)
-    ds = ds.batch(batch_size).prefetch(2).with_options(_options(data_config))
-    per_process = -(-source.num_examples(role) // jax.process_count())  # ceil division
-    num_batches = -(-per_process // batch_size)
-    empty = None
-    for batch in itertools.chain(ds.as_numpy_iterator(), itertools.repeat(None)):
-        if num_batches == 0:
-            return
-        num_batches -= 1
-        if batch is None:  # this process ran out before the others
-            yield empty
-            continue
-        rows = batch["labels"].shape[0]
-        padded = {
-            k: np.concatenate([v, np.zeros((batch_size - rows, *v.shape[1:]), v.dtype)])
-            for k, v in batch.items()
-        }
-        padded["mask"] = np.arange(batch_size) < rows
-        empty = {k: np.zeros_like(v) for k, v in padded.items()}
-        yield padded
+    Process p of P reads rows [p N / P, (p + 1) N / P); the last batch is padded to
+    `batch_size` (`mask` marks the real rows), and every process yields the same number of
+    batches (multi-host steps run in lockstep), all-padding ones where its shard is shorter."""
+    reader = source.reader(role)
+    n, count, index = len(reader), jax.process_count(), jax.process_index()
+    start, stop = index * n // count, (index + 1) * n // count
+    num_batches = math.ceil(math.ceil(n / count) / batch_size)
+    dataset = grain.MapDataset.range(num_batches).map(_EvalBatches(reader, start, stop, batch_size))
+    return iter(dataset.to_iter_dataset(read_options(data_config)))

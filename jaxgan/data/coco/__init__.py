@@ -13,11 +13,9 @@ deleted (estimates from the archive sizes). See docs/datasets.md or run
 `python -m jaxgan.data.coco`.
 """
 
-import tensorflow as tf
-import tensorflow_datasets as tfds
-from absl import logging
+import numpy as np
 
-from jaxgan.data.datasets import Source, split_roles
+from jaxgan.data.datasets import Source, open_source, split_roles
 
 # The 80 object categories in increasing COCO category id (1, 2, ..., 90 with 11 ids unused):
 # the order of TFDS's objects/label and of the label vector.
@@ -37,42 +35,53 @@ NUM_LABELS = len(CLASS_NAMES)
 # The data.* fields this dataset reads besides the base config's, with their types.
 CONFIG_FIELDS = {"train_split": str, "validation_split": str, "test_split": str}
 TFDS_NAME = "coco/2014"
-# The stored features `keep` and `labels` read; the input pipeline parses only these and the
-# image from each record (not the boxes, areas, crowd flags and ids).
+TFDS_VERSION = "1.1.0"  # the TFDS build the records key names; checked when preparing
+# The stored features `keep` and `labels` read; preparation parses only these and the image
+# from each record (not the boxes, areas, crowd flags and ids).
 FEATURES = {"objects": {"label": True}}
+FIX = "python -m jaxgan.data.coco"
 
 
-def keep(example: dict) -> tf.Tensor:
+def keep(example: dict) -> bool:
     """True for images with at least one object (the paper's 82,081 / 40,137)."""
-    return tf.size(example["objects"]["label"]) > 0
+    return len(example["objects"]["label"]) > 0
 
 
-def multi_hot(object_labels: tf.Tensor) -> tf.Tensor:
-    """int [N] object class indices (repeats allowed, N may be 0) -> float32 [80] multi-hot."""
-    counts = tf.math.bincount(
-        tf.cast(object_labels, tf.int32), minlength=NUM_LABELS, maxlength=NUM_LABELS
-    )
-    return tf.cast(counts > 0, tf.float32)
+def multi_hot(object_labels) -> np.ndarray:
+    """int [N] object class indices (repeats allowed, N may be 0) -> uint8 [80] multi-hot."""
+    out = np.zeros(NUM_LABELS, np.uint8)
+    out[np.asarray(object_labels, np.int64)] = 1
+    return out
 
 
-def labels(example: dict) -> tf.Tensor:
-    """`Source.labels`: the multi-hot vector of the example's object classes."""
+def labels(example: dict) -> np.ndarray:
+    """The multi-hot vector of the example's object classes."""
     return multi_hot(example["objects"]["label"])
 
 
-def _check_names(builder: tfds.core.DatasetBuilder) -> None:
+def _check_names(builder) -> None:
     """A built dataset's label names must be ours (they are read from COCO's annotations)."""
     names = tuple(builder.info.features["objects"]["label"].names)
     if names != tuple(str(i) for i in range(NUM_LABELS)) and names != CLASS_NAMES:
         raise ValueError(f"{TFDS_NAME} in {builder.data_dir} has unexpected label names {names}")
 
 
-def make_builder(data_config) -> tfds.core.DatasetBuilder:
+def make_builder(data_config):
+    """TFDS's coco/2014 builder (TensorFlow)."""
+    import tensorflow_datasets as tfds
+
     return tfds.builder(TFDS_NAME, data_dir=data_config.get("data_dir"))
 
 
-def make_source(data_config) -> Source:
+def prepare(data_config, path: str, side: int) -> None:
+    """Builds coco/2014 if needed (a 37.6 GiB download) and prepares its records."""
+    from absl import logging
+
+    from jaxgan.data.prepare import write_records
+
     builder = make_builder(data_config)
+    if str(builder.version) != TFDS_VERSION:
+        raise ValueError(f"TFDS offers {TFDS_NAME} {builder.version}, not {TFDS_VERSION}")
     if not builder.is_prepared():
         logging.warning(
             "%s is not built in %s: downloading (37.6 GiB) and building it now; see "
@@ -82,11 +91,14 @@ def make_source(data_config) -> Source:
         )
         builder.download_and_prepare()
     _check_names(builder)
-    return Source(
-        builder=builder,
+    write_records(builder, path, side, CLASS_NAMES, labels, keep, FEATURES)
+
+
+def make_source(data_config) -> Source:
+    return open_source(
+        data_config,
+        key=f"coco/2014/{TFDS_VERSION}",
         splits=split_roles(data_config, test="validation"),
-        class_names=CLASS_NAMES,
-        labels=labels,
-        keep=keep,
-        features=FEATURES,
+        prepare=lambda path, side: prepare(data_config, path, side),
+        fix=FIX + (f" --data_dir={data_config.data_dir}" if data_config.get("data_dir") else ""),
     )

@@ -1,23 +1,19 @@
 """Your own data: a folder of images plus a labels file (docs/datasets.md).
 
-`make_source` checks the config and the labels file, builds the TFDS dataset the first time
-(skipping and reporting bad image files) and returns the `Source` the input pipeline reads.
+`make_source` checks the config and the labels file, and opens the dataset's prepared
+records; the first time (TensorFlow needed) it builds the TFDS dataset, skipping and reporting
+bad image files, and prepares the records.
 """
 
 import os
 
-import tensorflow_datasets as tfds
-from absl import logging
-
 from jaxgan.data.custom import labels_file
-from jaxgan.data.custom.custom_dataset_builder import Builder, CustomConfig, plan
-from jaxgan.data.datasets import Source, stored_labels
-from jaxgan.data.image_files import build_report
+from jaxgan.data.custom.naming import VERSION, config_name
+from jaxgan.data.datasets import Source, open_source
 
 __all__ = [
     "CONFIG_FIELDS",
     "Builder",
-    "CustomConfig",
     "check_data_fields",
     "make_builder",
     "make_source",
@@ -47,28 +43,43 @@ def check_data_fields(data_config) -> None:
     )
 
 
-def make_builder(data_config) -> Builder:
-    """The (not necessarily prepared) builder for `data_config.image_dir` + `labels_file`."""
+def __getattr__(name):  # the TFDS builder, only where asked for (TensorFlow)
+    if name in ("Builder", "CustomConfig"):
+        from jaxgan.data.custom import custom_dataset_builder
+
+        return getattr(custom_dataset_builder, name)
+    raise AttributeError(name)
+
+
+def _settings(data_config) -> dict:
+    """The checked paths and split settings of a user dataset (its build's name hashes them)."""
     check_data_fields(data_config)
     image_dir = os.path.expanduser(data_config.image_dir)
     if not os.path.isdir(image_dir):
         raise ValueError(f"data.image_dir {data_config.image_dir!r} is not a folder")
-    labels_path = os.path.expanduser(data_config.labels_file)
-    class_names, _ = labels_file.read_labels_file(labels_path)
-    config = CustomConfig(
-        image_dir=image_dir,
-        labels_file=labels_path,
-        class_names=class_names,
-        split_seed=data_config.get("split_seed", 0),
-        validation_fraction=data_config.get("validation_fraction", 0.1),
-        test_fraction=data_config.get("test_fraction", 0.1),
-        keep_unlabeled=data_config.get("keep_unlabeled", False),
-        allow_outside_paths=data_config.get("allow_outside_paths", False),
-    )
+    return {
+        "image_dir": image_dir,
+        "labels_file": os.path.expanduser(data_config.labels_file),
+        "split_seed": data_config.get("split_seed", 0),
+        "validation_fraction": data_config.get("validation_fraction", 0.1),
+        "test_fraction": data_config.get("test_fraction", 0.1),
+        "keep_unlabeled": data_config.get("keep_unlabeled", False),
+        "allow_outside_paths": data_config.get("allow_outside_paths", False),
+    }
+
+
+def make_builder(data_config):
+    """The (not necessarily prepared) TFDS builder for `data_config.image_dir` +
+    `labels_file` (TensorFlow)."""
+    from jaxgan.data.custom.custom_dataset_builder import Builder, CustomConfig
+
+    settings = _settings(data_config)
+    class_names, _ = labels_file.read_labels_file(settings["labels_file"])
+    config = CustomConfig(class_names=class_names, **settings)
     return Builder(config=config, data_dir=data_config.get("data_dir"))
 
 
-def _empty_split_advice(split: str, the_plan, config: CustomConfig) -> str:
+def _empty_split_advice(split: str, the_plan, config) -> str:
     """What would put images into `split`, given why it came out empty."""
     if the_plan.unlabeled[split]:
         return (
@@ -92,8 +103,10 @@ def _empty_split_advice(split: str, the_plan, config: CustomConfig) -> str:
     )
 
 
-def _check_splits(data_config, builder: Builder) -> None:
+def _check_splits(data_config, builder) -> None:
     """Every split needs images: say which is empty and how to fix it, before TFDS would fail."""
+    from jaxgan.data.custom.custom_dataset_builder import plan
+
     the_plan = plan(builder.builder_config)
     for split, rows in the_plan.splits.items():
         if not rows:
@@ -103,7 +116,14 @@ def _check_splits(data_config, builder: Builder) -> None:
             )
 
 
-def make_source(data_config) -> Source:
+def prepare(data_config, path: str, side: int) -> None:
+    """Builds the TFDS copy of the images if needed and prepares its records."""
+    import tensorflow_datasets as tfds
+    from absl import logging
+
+    from jaxgan.data.image_files import build_report
+    from jaxgan.data.prepare import write_records
+
     builder = make_builder(data_config)
     if not builder.is_prepared():
         _check_splits(data_config, builder)
@@ -119,9 +139,27 @@ def make_source(data_config) -> Source:
                 f"split is missing or unreadable. {build_report(builder)}"
             ) from None
         logging.warning("%s", build_report(builder))
-    return Source(
-        builder=builder,
-        splits={name: name for name in labels_file.SPLIT_NAMES},
-        class_names=builder.builder_config.class_names,
-        labels=stored_labels,
+    write_records(
+        builder, path, side, builder.builder_config.class_names, labels=lambda e: e["labels"]
     )
+
+
+def make_source(data_config) -> Source:
+    settings = _settings(data_config)
+    class_names, _ = labels_file.read_labels_file(settings["labels_file"])
+    name = config_name(**settings)
+    source = open_source(
+        data_config,
+        key=f"custom_multilabel/{name}/{VERSION}",
+        splits={split: split for split in labels_file.SPLIT_NAMES},
+        prepare=lambda path, side: prepare(data_config, path, side),
+        fix="python -m jaxgan.data.prepare --config=configs/custom.py "
+        f"--config.data.image_dir={data_config.image_dir} "
+        f"--config.data.labels_file={data_config.labels_file}",
+    )
+    if source.class_names != tuple(class_names):
+        raise ValueError(
+            f"the prepared records in {source.prepared.path} have other classes than "
+            f"{data_config.labels_file!r}; delete that folder to prepare them again"
+        )
+    return source

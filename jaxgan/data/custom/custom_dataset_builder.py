@@ -8,10 +8,7 @@ file alone, which file goes to which split; bad image files are then skipped and
 """
 
 import dataclasses
-import hashlib
-import json
 import os
-import re
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -19,10 +16,7 @@ from absl import logging
 
 from jaxgan.data import image_files
 from jaxgan.data.custom import labels_file
-
-# Bump when the stored examples change meaning. 2: file names must stay inside the image folder;
-# large images downscaled, transparency on white.
-_FORMAT_VERSION = 2
+from jaxgan.data.custom.naming import config_name
 
 
 class CustomConfig(tfds.core.BuilderConfig):
@@ -40,20 +34,14 @@ class CustomConfig(tfds.core.BuilderConfig):
         keep_unlabeled: bool = False,
         allow_outside_paths: bool = False,
     ):
+        name = config_name(
+            image_dir, labels_file, split_seed, validation_fraction, test_fraction,
+            keep_unlabeled, allow_outside_paths,
+        )  # fmt: skip
         image_dir = os.path.abspath(os.path.expanduser(image_dir))
         labels_path = os.path.abspath(os.path.expanduser(labels_file))
-        stat = os.stat(labels_path)
-        key = json.dumps(
-            [_FORMAT_VERSION, image_files.LIMITS, image_dir, labels_path, stat.st_size,
-             stat.st_mtime_ns, split_seed, validation_fraction, test_fraction, keep_unlabeled,
-             allow_outside_paths],
-        )  # fmt: skip
-        stem = re.sub(
-            r"[^a-z0-9]+", "_", os.path.splitext(os.path.basename(labels_path))[0].lower()
-        )
-        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         super().__init__(
-            name=f"{stem.strip('_') or 'labels'}_{digest}",
+            name=name,
             version="1.0.0",
             description=f"images under {image_dir}, labels from {labels_path}",
         )
