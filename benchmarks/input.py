@@ -3,19 +3,18 @@
 --mode=pipeline: JPEG decode + augmentation, images/s per CPU core. Reads JPEG files (by
 default it writes --num_images COCO-sized ones, 640x480 crops and rescales of scikit-learn's
 two sample photographs, quality 90), then for each core count runs, in a process pinned to
-that many cores, the tf.data work one training image costs: read the file, decode the JPEG,
-the paper's augmentation (`jaxgan.data.augment.preprocess_train`: one of 5 patches x 5 scales,
-resized to --image_size, flip, normalise) in a parallel map on a private thread pool of that
-size, and batch by --batch_size; then the evaluation transform (resize only) the same way. The
-files are cached by the OS after the first pass, so disk speed is not measured.
+that many cores, the host work one image costs when a dataset is prepared: decode the JPEG
+and resize it to the prepared square (PIL, a thread pool of that size). Training itself then
+reads records and decodes nothing; the augmentation runs on the devices.
 
     python benchmarks/input.py --mode=pipeline [--image_dir=DIR] [--cores=1,2] [--seconds=20]
 
 --mode=cpu: the CPU time the training stream costs per batch, what the input takes from the
 step's cores. Builds the config's training stream (`input_pipeline.train_dataset`: this
-process's rows of each global batch, the config's augmentation), pulls --warmup batches (the
-shuffle buffer's first fill), then times --iters more and reports the process CPU time (user +
-system, every thread) and the wall time per batch. CPU time, unlike wall time, barely depends
+process's rows of each global batch, read by Grain), pulls --warmup batches, then times
+--iters more and reports the process CPU time (user + system, every thread) and the wall time
+per batch; then the CPU time the device augmentation of as many batches costs when the device
+is this CPU. CPU time, unlike wall time, barely depends
 on what else the machine runs, so it can be compared across runs; on a host where the input
 shares the cores with the step (a CPU), it is what the loop loses.
 
@@ -155,49 +154,30 @@ def run_pinned(job: dict) -> list[dict]:
 
 
 def measure(job: dict) -> list[dict]:
-    """Each transform's rate on `job['cores']` cores: "train" (the paper's augmentation) and
-    "eval" (the evaluation resize)."""
+    """The host's per-image work on `job['cores']` cores, in a thread pool of that size:
+    "prepare" (PIL decodes the JPEG and resizes it to the prepared square, once per image
+    when a dataset is prepared). Training's host work per image is a record read: the
+    augmentation runs on the devices (`jaxgan.data.augment`)."""
+    import concurrent.futures
+    import glob
+
+    from jaxgan.data import augment, image_files
+
     cores = job["cores"]
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import ml_collections
-    import tensorflow as tf
-
-    from jaxgan.data import augment
-
-    tf.config.threading.set_intra_op_parallelism_threads(cores)
-    tf.config.threading.set_inter_op_parallelism_threads(cores)
-    config = ml_collections.ConfigDict(
-        {"augment": "paper", "image_size": job["image_size"], "normalization": "imagenet"}
-    )
-    files = sorted(tf.io.gfile.glob(os.path.join(job["image_dir"], "*.jp*g")))
+    files = sorted(glob.glob(os.path.join(job["image_dir"], "*.jp*g")))
     if not files:
         raise SystemExit(f"no .jpg / .jpeg files in {job['image_dir']}")
-    rows = []
-    for mode in ("train", "eval"):
-
-        def load(index, path, mode=mode):
-            image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
-            if mode == "train":
-                return augment.preprocess_train(
-                    image, tf.stack([tf.constant(0, tf.int64), index]), config
-                )
-            return augment.preprocess_eval(image, config)
-
-        ds = tf.data.Dataset.from_tensor_slices(files).repeat().enumerate()
-        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(job["batch_size"])
-        options = tf.data.Options()
-        options.threading.private_threadpool_size = cores
-        options.deterministic = True
-        iterator = iter(ds.prefetch(2).with_options(options))
-        for _ in range(10):  # warm up: trace, fill the OS file cache
-            next(iterator)
+    data = [open(f, "rb").read() for f in files]
+    side = augment.frame_side(job["image_size"])
+    with concurrent.futures.ThreadPoolExecutor(cores) as pool:
+        list(pool.map(lambda d: image_files.stored_square(d, side), data[:10]))  # warm up
         images, start = 0, time.perf_counter()
         while time.perf_counter() - start < job["seconds"]:
-            images += next(iterator).shape[0]
+            list(pool.map(lambda d: image_files.stored_square(d, side), data))
+            images += len(data)
         rate = images / (time.perf_counter() - start)
-        rows.append({"cores": cores, "mode": mode, "images_per_s": rate, "per_core": rate / cores})
-    return rows
+    return [{"cores": cores, "mode": "prepare", "images_per_s": rate, "per_core": rate / cores}]
 
 
 def pipeline(args) -> tuple[dict, list[str]]:
@@ -221,15 +201,15 @@ def pipeline(args) -> tuple[dict, list[str]]:
                 print(f"{row['mode']}, {n} core(s): {row['images_per_s']:.0f} images/s", flush=True)
     rows.sort(key=lambda r: (r["mode"] != "train", r["cores"]))
     lines = [
-        f"JPEG decode + augmentation to {args.image_size}x{args.image_size}, batches of "
-        f"{args.batch_size}, {available} cores available ({cli.cpu_name()}), "
+        f"JPEG decode + square resize for {args.image_size} px models (PIL, threads), "
+        f"{available} cores available ({cli.cpu_name()}), "
         f"{args.seconds:g} s per run.",
         "",
         "| transform | cores | images/s | images/s per core |",
         "| --- | ---: | ---: | ---: |",
     ]
     for r in rows:
-        name = "paper augmentation" if r["mode"] == "train" else "eval resize"
+        name = "decode + square resize (preparation)"
         lines.append(f"| {name} | {r['cores']} | {r['images_per_s']:.0f} | {r['per_core']:.0f} |")
     return {"rows": rows}, lines
 
@@ -248,17 +228,28 @@ def stream_cpu(args) -> tuple[dict, list[str]]:
 
     config = load_config(args)
     source = get_source(config.data)
-    stream = input_pipeline.train_dataset(
+    batches = input_pipeline.train_batches(
         source, config.data, config.schedule.batch_size, config.seed
     )
-    batches = stream.take(args.warmup + args.iters).as_numpy_iterator()
     for _ in range(args.warmup):
         next(batches)
     wall, cpu = time.perf_counter(), cpu_seconds()
-    count = sum(1 for _ in batches)
+    for _ in range(args.iters):
+        next(batches)
+    count = args.iters
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
-    if not count:
-        raise SystemExit("error: the stream ended during the warm-up; lower --warmup")
+    # The device's share on a CPU host: the augmentation of the same batches, timed alone.
+    import jax
+
+    from jaxgan.data import augment
+
+    transform = augment.Transform.from_config(config.data)
+    held = next(batches)
+    jax.block_until_ready(augment.train_batch(held, transform, config.seed))
+    device_cpu = cpu_seconds()
+    for _ in range(args.iters):
+        jax.block_until_ready(augment.train_batch(next(batches), transform, config.seed))
+    device_cpu = cpu_seconds() - device_cpu - cpu  # minus the host reads, measured above
     row = {
         "dataset": config.data.name,
         "batch_size": config.schedule.batch_size,
@@ -266,13 +257,15 @@ def stream_cpu(args) -> tuple[dict, list[str]]:
         "augment": config.data.augment,
         "batches": count,
         "cpu_ms_per_batch": cpu / count * 1e3,
+        "augment_cpu_ms_per_batch": device_cpu / count * 1e3,
         "wall_ms_per_batch": wall / count * 1e3,
     }
     lines = [
         f"{row['dataset']}, batch {row['batch_size']}, {row['image_size']} px, "
-        f"augment={row['augment']}: {row['cpu_ms_per_batch']:.1f} ms of CPU and "
-        f"{row['wall_ms_per_batch']:.1f} ms of wall time per batch ({count} batches after "
-        f"{args.warmup} untimed)."
+        f"augment={row['augment']}: host stream {row['cpu_ms_per_batch']:.2f} ms of CPU and "
+        f"{row['wall_ms_per_batch']:.2f} ms of wall time per batch; the augmentation on the "
+        f"(CPU) device {row['augment_cpu_ms_per_batch']:.2f} ms of CPU per batch ({count} "
+        f"batches after {args.warmup} untimed)."
     ]
     return row, lines
 
