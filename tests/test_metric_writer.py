@@ -11,14 +11,16 @@ from jaxgan.metric_writer import MetricWriter, scalars
 
 
 def read_events(logdir):
-    """{tag: [(step, value)]} from the event files under `logdir`."""
+    """{tag: [(step, value)]} from the event files under `logdir`, read by TensorFlow (which
+    checks the framing's CRCs) and its own Event proto."""
     found = {}
     for path in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
         for record in tf.data.TFRecordDataset(path):
             event = tf.compat.v1.Event.FromString(record.numpy())
             for value in event.summary.value:
                 assert value.metadata.plugin_data.plugin_name == "scalars"
-                number = float(tf.make_ndarray(value.tensor))
+                assert value.WhichOneof("value") == "simple_value"
+                number = value.simple_value
                 found.setdefault(value.tag, []).append((event.step, number))
     return found
 
