@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 from hostile_files import call_with_deadline, make_fifo
 from PIL import Image
 
-from jaxgan.data import custom, datasets, image_files, input_pipeline
+from jaxgan.data import custom, datasets, image_files
 from jaxgan.data.custom import labels_file
 
 CLASSES = ("cat", "dog", "sky")
@@ -82,25 +82,20 @@ def config(tmp_path, image_dir, labels, **overrides):
             "validation_fraction": 0.2,
             "test_fraction": 0.2,
             "keep_unlabeled": False,
+            "image_size": 32,
         }  # fmt: skip
     )
     c.update(overrides)
     return c
 
 
-def read_split(source, role):
-    """file -> (image, labels), the image decoded as the input pipeline decodes it."""
-    ds = source.builder.as_dataset(
-        split=source.splits[role],
-        shuffle_files=False,
-        decoders={"image": tfds.decode.SkipDecoding()},
-    )
+def read_split(data_config, role):
+    """file -> (image, labels) of the dataset's build (the TFDS copy the records are prepared
+    from), the image as stored."""
+    builder = custom.make_builder(data_config)
     out = {}
-    for example in ds:
-        out[example["file"].numpy().decode()] = (
-            input_pipeline.decode_image(example["image"]).numpy(),
-            source.labels(example).numpy(),
-        )
+    for example in tfds.as_numpy(builder.as_dataset(split=role, shuffle_files=False)):
+        out[example["file"].decode()] = (example["image"], example["labels"].astype(np.float32))
     return out
 
 
@@ -108,11 +103,12 @@ def test_folder_with_bad_files_builds_skips_and_reports(tmp_path, caplog):
     image_dir = tmp_path / "photos"
     rows, shapes = make_folder(str(image_dir))
     write_csv(image_dir / "labels.csv", rows)
+    data_config = config(tmp_path, image_dir, image_dir / "labels.csv")
     with caplog.at_level(logging.WARNING):
-        source = datasets.get_source(config(tmp_path, image_dir, image_dir / "labels.csv"))
+        source = datasets.get_source(data_config)
     assert source.class_names == CLASSES
 
-    read = {role: read_split(source, role) for role in ("train", "validation", "test")}
+    read = {role: read_split(data_config, role) for role in ("train", "validation", "test")}
     files = [set(r) for r in read.values()]
     assert not (files[0] & files[1] or files[0] & files[2] or files[1] & files[2])
     assert set().union(*files) == set(shapes)  # every good image once, no bad or unlabeled one
@@ -125,7 +121,10 @@ def test_folder_with_bad_files_builds_skips_and_reports(tmp_path, caplog):
             np.testing.assert_array_equal(labels, expected[name])
             assert labels.dtype == np.float32
 
-    report = image_files.build_report(source.builder)
+    for role in read:  # the prepared records hold the same labels, in the build's order
+        _, labels = source.reader(role).read_all()
+        np.testing.assert_array_equal(labels, [label for _, label in read[role].values()])
+    report = image_files.build_report(custom.make_builder(data_config))
     assert "skipped 4 of" in report and "dropped 1 images with no label" in report
     assert "1 empty, 1 missing, 2 unreadable" in report
     for listed in ["missing.jpg (missing)", "corrupt.jpg (unreadable", "truncated.jpg (unreadable",
@@ -141,11 +140,11 @@ def test_rebuild_is_skipped_and_a_changed_labels_file_gets_a_new_dataset(tmp_pat
     write_csv(labels, rows)
     first = custom.make_source(config(tmp_path, image_dir, labels))
     again = custom.make_source(config(tmp_path, image_dir, labels))
-    assert again.builder.data_dir == first.builder.data_dir
+    assert again.prepared.path == first.prepared.path
     write_csv(labels, rows[:8] + rows[10:])
     os.utime(labels, ns=(1, 1))
     changed = custom.make_source(config(tmp_path, image_dir, labels))
-    assert changed.builder.data_dir != first.builder.data_dir
+    assert changed.prepared.path != first.prepared.path
     total = sum(changed.num_examples(r) for r in ("train", "validation", "test"))
     assert total == 8
 
@@ -161,11 +160,12 @@ def test_splits_from_the_file_and_jsonl_give_the_same_dataset(tmp_path):
         for (name, labels), split in zip(rows, splits, strict=True):
             names = [c for c, v in zip(CLASSES, labels, strict=True) if v]
             f.write(json.dumps({"file": name, "labels": names, "split": split}) + "\n")
-    from_csv = custom.make_source(config(tmp_path, image_dir, image_dir / "labels.csv"))
-    from_jsonl = custom.make_source(config(tmp_path, image_dir, image_dir / "labels.jsonl"))
+    csv_config = config(tmp_path, image_dir, image_dir / "labels.csv")
+    jsonl_config = config(tmp_path, image_dir, image_dir / "labels.jsonl")
+    from_csv, from_jsonl = custom.make_source(csv_config), custom.make_source(jsonl_config)
     assert from_jsonl.class_names == from_csv.class_names == CLASSES
     for role, expected in [("train", rows[:8]), ("validation", rows[8:10]), ("test", rows[10:])]:
-        a, b = read_split(from_csv, role), read_split(from_jsonl, role)
+        a, b = read_split(csv_config, role), read_split(jsonl_config, role)
         assert set(a) == set(b) == {name for name, _ in expected}
         for name in a:
             np.testing.assert_array_equal(a[name][1], b[name][1])
@@ -298,16 +298,12 @@ def test_allow_outside_paths_reads_them_but_never_a_device(tmp_path):
     names = good_folder(image_dir, n=9)
     write_image(str(outside / "real.jpg"), "rgb", np.random.default_rng(1))
     labels = write_rows(tmp_path / "labels.csv", [*names, str(outside / "real.jpg"), "/dev/zero"])
-    source = call_with_deadline(
-        lambda: custom.make_source(
-            config(tmp_path, image_dir, labels, allow_outside_paths=True, test_fraction=0.1)
-        ),
-        120,
-    )
-    files = set().union(*(read_split(source, r) for r in ("train", "validation", "test")))
+    data_config = config(tmp_path, image_dir, labels, allow_outside_paths=True, test_fraction=0.1)
+    call_with_deadline(lambda: custom.make_source(data_config), 120)
+    files = set().union(*(read_split(data_config, r) for r in ("train", "validation", "test")))
     assert files == {*names, str(outside / "real.jpg")}
     assert "/dev/zero (not a regular file: a character device)" in image_files.build_report(
-        source.builder
+        custom.make_builder(data_config)
     )
 
 
@@ -319,10 +315,9 @@ def test_special_files_in_the_folder_are_skipped_without_hanging(tmp_path):
     with open(image_dir / "huge.jpg", "wb") as f:  # sparse: stat says 64 MiB + 1 byte
         f.truncate(image_files.MAX_FILE_BYTES + 1)
     labels = write_rows(tmp_path / "labels.csv", [*names, "pipe.jpg", "folder.jpg", "huge.jpg"])
-    source = call_with_deadline(
-        lambda: custom.make_source(config(tmp_path, image_dir, labels)), 120, fifos=[fifo]
-    )
-    report = image_files.build_report(source.builder)
+    data_config = config(tmp_path, image_dir, labels)
+    call_with_deadline(lambda: custom.make_source(data_config), 120, fifos=[fifo])
+    report = image_files.build_report(custom.make_builder(data_config))
     assert "skipped 3 of 9 images" in report
     for listed in ("pipe.jpg (not a regular file: a named pipe)",
                    "folder.jpg (not a regular file: a directory)",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxgan.data import digit_scenes, input_pipeline
+from jaxgan.data import digit_scenes
 from jaxgan.data.digit_scenes import digit_scenes_dataset_builder as ds
 
 
@@ -16,22 +16,29 @@ def train():
     return ds.generate_split("train", ds.SPLIT_SIZES["train"])
 
 
+def small_data(data_dir):
+    """The small build under `data_dir`, made and prepared: (its Source, its TFDS builder)."""
+    config = ml_collections.ConfigDict({"name": "digit_scenes", "data_dir": str(data_dir)})
+    source = digit_scenes.make_source(config, config_name="small")
+    return source, ds.Builder(config="small", data_dir=str(data_dir))
+
+
 @pytest.fixture(scope="module")
-def small_source(tmp_path_factory):
-    config = ml_collections.ConfigDict({"data_dir": str(tmp_path_factory.mktemp("tfds"))})
-    return digit_scenes.make_source(config, config_name="small")
+def small(tmp_path_factory):
+    return small_data(tmp_path_factory.mktemp("tfds"))
 
 
 def _read_split(builder, split):
     return list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)))
 
 
-def test_splits_share_no_source_scan(small_source):
+def test_splits_share_no_source_scan(small):
+    _, builder = small
     pools = ds.scan_pools(ds.load_scans()[1])
     scans = {name: set(np.concatenate(pools[name])) for name in ds.SPLIT_NAMES}
     used = {}
     for name in ds.SPLIT_NAMES:
-        ids = np.stack([ex["source_ids"] for ex in _read_split(small_source.builder, name)])
+        ids = np.stack([ex["source_ids"] for ex in _read_split(builder, name)])
         used[name] = set(ids[ids >= 0].tolist())
         assert used[name] <= scans[name]
     for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
@@ -40,26 +47,28 @@ def test_splits_share_no_source_scan(small_source):
     assert sum(len(s) for s in scans.values()) == len(ds.load_scans()[1])
 
 
-def test_source_ids_are_scans_of_the_labelled_digit(small_source):
+def test_source_ids_are_scans_of_the_labelled_digit(small):
     targets = ds.load_scans()[1]
-    for ex in _read_split(small_source.builder, "validation"):
+    for ex in _read_split(small[1], "validation"):
         count = len(ex["objects"]["label"])
         np.testing.assert_array_equal(targets[ex["source_ids"][:count]], ex["objects"]["label"])
         assert (ex["source_ids"][count:] == -1).all()
         assert sorted(ex["objects"]["label"]) == np.flatnonzero(ex["labels"]).tolist()
 
 
-def test_two_builds_are_identical(small_source, tmp_path):
-    config = ml_collections.ConfigDict({"data_dir": str(tmp_path)})
-    other = digit_scenes.make_source(config, config_name="small")
+def test_two_builds_are_identical(small, tmp_path):
+    (source, builder), (other_source, other) = small, small_data(tmp_path)
     for name in ds.SPLIT_NAMES:
-        first = _read_split(small_source.builder, name)
-        second = _read_split(other.builder, name)
-        assert len(first) == len(second) == getattr(small_source.builder.builder_config, name)
+        first = _read_split(builder, name)
+        second = _read_split(other, name)
+        assert len(first) == len(second) == getattr(builder.builder_config, name)
         for a, b in zip(first, second, strict=True):
             np.testing.assert_array_equal(a["image"], b["image"])
             np.testing.assert_array_equal(a["labels"], b["labels"])
             np.testing.assert_array_equal(a["source_ids"], b["source_ids"])
+        records = source.reader(name).read_all(), other_source.reader(name).read_all()
+        for a, b in zip(*records, strict=True):  # images, then labels: the prepared records
+            np.testing.assert_array_equal(a, b)
 
 
 def test_small_config_is_a_prefix_of_the_default_generator():
@@ -121,25 +130,25 @@ def test_hard_objects_show_less_ink_than_easy_ones():
         assert np.median(hard) < 0.6 * np.median(easy), kind
 
 
-def test_images_and_labels_as_the_pipeline_reads_them(small_source):
-    assert small_source.class_names == ds.CLASS_NAMES
-    assert small_source.num_labels == 10
-    assert set(small_source.splits) == {"train", "validation", "test"}
-    split = small_source.splits["train"]
-    stored = small_source.builder.as_dataset(
-        split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
-    )
-    decoded = small_source.builder.as_dataset(split=split, shuffle_files=False)
-    for raw, example in zip(stored.take(8), tfds.as_numpy(decoded.take(8)), strict=True):
-        image = input_pipeline.decode_image(raw["image"]).numpy()
-        labels = small_source.labels(raw).numpy()
-        np.testing.assert_array_equal(image, example["image"])  # what TFDS itself decodes
+def test_images_and_labels_as_the_pipeline_reads_them(small):
+    """The prepared records hold each scene's pixels and labels exactly as TFDS decodes them
+    (32 px scenes are stored at their own size, never resampled)."""
+    source, builder = small
+    assert source.class_names == ds.CLASS_NAMES
+    assert source.num_labels == 10 and source.side == ds.IMAGE_SIZE
+    assert set(source.splits) == {"train", "validation", "test"}
+    images, labels = source.reader("train").read(range(8))
+    decoded = builder.as_dataset(split=source.splits["train"], shuffle_files=False)
+    for image, row, example in zip(images, labels, tfds.as_numpy(decoded.take(8)), strict=True):
+        np.testing.assert_array_equal(image, example["image"])
         assert image.shape == (ds.IMAGE_SIZE, ds.IMAGE_SIZE, 3) and image.dtype == np.uint8
-        np.testing.assert_array_equal(labels, example["labels"])
-        assert labels.shape == (10,) and labels.dtype == np.float32
+        np.testing.assert_array_equal(row, example["labels"])
+        assert row.shape == (10,) and row.dtype == np.float32
 
 
 def test_unknown_builder_config_is_named(tmp_path):
-    config = ml_collections.ConfigDict({"data_dir": str(tmp_path), "builder_config": "huge"})
+    config = ml_collections.ConfigDict(
+        {"name": "digit_scenes", "data_dir": str(tmp_path), "builder_config": "huge"}
+    )
     with pytest.raises(ValueError, match="huge"):
         digit_scenes.make_source(config)

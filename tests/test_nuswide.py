@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 from hostile_files import call_with_deadline, make_fifo
 from PIL import Image
 
-from jaxgan.data import datasets, image_files, input_pipeline, nuswide
+from jaxgan.data import datasets, image_files, nuswide
 from jaxgan.data.nuswide import nuswide_dataset_builder as nb
 
 N_TRAIN, N_TEST = 14, 10
@@ -72,18 +72,18 @@ def data_config(tmp_path, manual_dir, scheme):
             "train_split": "train[:80%]",
             "validation_split": "train[80%:]",
             "test_split": "test",
+            "image_size": 32,
         }  # fmt: skip
     )
 
 
-def read(source, split):
-    """file -> labels, each image decoded as the input pipeline decodes it."""
+def read(data_config, split):
+    """file -> labels of the build (the TFDS copy the records are prepared from)."""
+    builder = nuswide.make_builder(data_config)
     out = {}
-    decoders = {"image": tfds.decode.SkipDecoding()}
-    for example in source.builder.as_dataset(split=split, shuffle_files=False, decoders=decoders):
-        image = input_pipeline.decode_image(example["image"])
-        assert image.shape[-1] == 3 and image.dtype == np.uint8
-        out[example["file"].numpy().decode()] = source.labels(example).numpy()
+    for example in tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)):
+        assert example["image"].shape[-1] == 3 and example["image"].dtype == np.uint8
+        out[example["file"].decode()] = example["labels"].astype(np.float32)
     return out
 
 
@@ -94,24 +94,29 @@ def labelled(written, part):
 
 def test_official_split_drops_unlabeled_and_skips_bad_files(tmp_path, release):
     root, written = release
-    source = datasets.get_source(data_config(tmp_path, root, "official"))
+    config = data_config(tmp_path, root, "official")
+    source = datasets.get_source(config)
     assert source.class_names == tuple(nb.CONCEPTS) and source.num_labels == 81
     for part in ("train", "test"):
         expected = labelled(written, part)
-        got = read(source, part)
+        got = read(config, part)
         assert set(got) == set(expected) - {MISSING, CORRUPT}
         for file, labels in got.items():
             np.testing.assert_array_equal(labels, expected[file])
     held_out = source.num_examples("train") + source.num_examples("validation")
-    assert held_out == source.builder.info.splits["train"].num_examples
-    report = image_files.build_report(source.builder)
+    builder = nuswide.make_builder(config)
+    assert held_out == builder.info.splits["train"].num_examples
+    _, test_labels = source.reader("test").read_all()  # the prepared records: the same labels
+    np.testing.assert_array_equal(test_labels, list(read(config, "test").values()))
+    report = image_files.build_report(builder)
     assert "skipped 2 of" in report and MISSING in report and CORRUPT in report
 
 
 def test_paper_split_partitions_the_pooled_labelled_images(tmp_path, release):
     root, written = release
-    source = datasets.get_source(data_config(tmp_path, root, "paper"))
-    train, test = read(source, "train"), read(source, "test")
+    config = data_config(tmp_path, root, "paper")
+    datasets.get_source(config)
+    train, test = read(config, "train"), read(config, "test")
     pooled = {**labelled(written, "train"), **labelled(written, "test")}
     assert not set(train) & set(test)
     assert set(train) | set(test) == set(pooled) - {MISSING, CORRUPT}
@@ -193,13 +198,10 @@ def test_images_are_read_only_inside_the_release_and_never_from_a_pipe(tmp_path)
     os.symlink(outside, root / linked)
     os.unlink(root / piped)
     fifo = make_fifo(root / piped)
-    source = call_with_deadline(
-        lambda: datasets.get_source(data_config(tmp_path, str(root), "official")),
-        120,
-        fifos=[fifo],
-    )
-    got = read(source, "train")
+    config = data_config(tmp_path, str(root), "official")
+    call_with_deadline(lambda: datasets.get_source(config), 120, fifos=[fifo])
+    got = read(config, "train")
     assert linked not in got and piped not in got
-    report = image_files.build_report(source.builder)
+    report = image_files.build_report(nuswide.make_builder(config))
     assert f"{linked} (outside Flickr)" in report
     assert f"{piped} (not a regular file: a named pipe)" in report

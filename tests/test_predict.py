@@ -8,17 +8,15 @@ import json
 import os
 import runpy
 import shutil
-import threading
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
 from jaxgan import diagnose, evaluate, predict, train
 from jaxgan.checkpoint import CheckpointError
-from jaxgan.data import augment, input_pipeline
+from jaxgan.data import custom, input_pipeline
 from jaxgan.data.datasets import get_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,16 +85,19 @@ def saved(tmp_path_factory):
     run.checkpointer.wait()
     run.checkpointer.close()
     source = run.source
+    builder = custom.make_builder(config.data)
     order = [
         e["file"].decode()
-        for e in tfds.as_numpy(source.builder.as_dataset(split="test", shuffle_files=False))
+        for e in tfds.as_numpy(builder.as_dataset(split="test", shuffle_files=False))
     ]
-    train_files = glob.glob(os.path.join(source.builder.data_dir, "*train.tfrecord*"))
-    assert train_files
-    for path in train_files:  # from here on, reading the training split fails
-        os.remove(path)
-    with pytest.raises(tf.errors.OpError):
-        next(input_pipeline.train_batches(source, config.data, 4, 0))
+    for path in glob.glob(os.path.join(builder.data_dir, "*train.tfrecord*")):
+        os.remove(path)  # the build's train split: gone
+    (shard,) = glob.glob(os.path.join(source.prepared.path, "train*"))
+    with open(shard, "r+b") as f:  # the records' train split: unreadable from here on (its
+        f.seek(1000)  # records, in its first chunk, not its index: the dataset still opens)
+        f.write(b"\0" * 2000)
+    with pytest.raises(Exception, match="is corrupt"):
+        next(input_pipeline.train_batches(get_source(config.data), config.data, 4, 0))
     return {"workdir": workdir, "images": images, "config": config, "order": order,
             "report": report, "root": root}  # fmt: skip
 
@@ -112,30 +113,6 @@ def test_predict_gives_the_evaluation_paths_probabilities(saved):
     assert [os.path.basename(f) for f in files] == saved["order"] and not skipped
     np.testing.assert_allclose(probabilities, eval_scores, rtol=0, atol=1e-6)
     assert np.ptp(probabilities, axis=0).max() > 1e-4  # the images do get different scores
-
-
-def test_tensorflow_ops_run_on_the_calling_thread_only(saved, monkeypatch):
-    """Files are read by a thread pool, but TensorFlow eager ops from several threads at once
-    can crash it (see `image_input`), so decoding and resizing stay on the caller's thread."""
-    threads = []
-
-    def thread_recorded(function):
-        def recorded(*args, **kwargs):
-            threads.append(threading.get_ident())
-            return function(*args, **kwargs)
-
-        return recorded
-
-    monkeypatch.setattr(
-        input_pipeline, "decode_image", thread_recorded(input_pipeline.decode_image)
-    )
-    monkeypatch.setattr(augment, "preprocess_eval", thread_recorded(augment.preprocess_eval))
-    classifier = evaluate.load_classifier(saved["workdir"])
-    files, _, _, skipped = predict.predict_files(
-        classifier, [str(saved["images"] / name) for name in TEST_FILES]
-    )
-    assert len(files) == len(TEST_FILES) and not skipped
-    assert len(threads) == 2 * len(files) and set(threads) == {threading.get_ident()}
 
 
 def test_bad_files_are_reported_in_one_line_and_skipped(saved, tmp_path):

@@ -344,7 +344,8 @@ def test_prediction_is_sigmoid_of_g_with_running_statistics():
     chex.assert_shape(probs, (BATCH, L))
     chex.assert_trees_all_close(probs, jax.nn.sigmoid(logits), rtol=1e-5, atol=1e-6)
     # The same function evaluation runs on restored variables.
-    direct = evaluate.probabilities(evaluate.eval_variables(state), batch["image"], ctx.generator)
+    variables = evaluate.eval_variables(state)
+    direct = evaluate.probabilities(variables, batch["image"], ctx.generator, transform=None)
     chex.assert_trees_all_close(probs, direct, rtol=1e-6, atol=1e-7)
 
 

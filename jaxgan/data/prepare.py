@@ -13,7 +13,7 @@ them itself on first use where TensorFlow is installed.
 import concurrent.futures
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -41,10 +41,11 @@ def write_records(
     labels: Callable[[dict], np.ndarray],
     keep: Callable[[dict], bool] | None = None,
     features: dict | None = None,
+    splits: Sequence[str] | None = None,
 ) -> records.Prepared:
-    """Reads every split of the prepared TFDS `builder` (images left encoded, only `features`
-    parsed besides), keeps the examples `keep` accepts, and writes their squares and
-    `labels(example)` to `path`. Needs TensorFlow."""
+    """Reads `splits` (default: every split) of the prepared TFDS `builder` (images left
+    encoded, only `features` parsed besides), keeps the examples `keep` accepts, and writes
+    their squares and `labels(example)` to `path`. Needs TensorFlow."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
@@ -55,7 +56,7 @@ def write_records(
         "data_dir": builder.data_dir,
     }
     writer = records.Writer(path, class_names, side, source)
-    splits = list(builder.info.splits)
+    splits = list(splits or builder.info.splits)
     threads = min(8, (os.cpu_count() or 1) * 2)
     try:
         for split in splits:

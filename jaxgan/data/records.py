@@ -44,6 +44,9 @@ DOCS = "docs/datasets.md"
 class RecordsError(ValueError):
     """Prepared records that cannot be read; the message names the fix, in one line."""
 
+    def __str__(self) -> str:  # one line, also when a loader (Grain) appends its own text
+        return super().__str__().split("\n", 1)[0]
+
 
 def default_data_dir() -> str:
     """TFDS's default data_dir (`$TFDS_DATA_DIR`, else ~/tensorflow_datasets), without TFDS."""

@@ -40,6 +40,7 @@ TFDS_VERSION = "1.1.0"  # the TFDS build the records key names; checked when pre
 # from each record (not the boxes, areas, crowd flags and ids).
 FEATURES = {"objects": {"label": True}}
 FIX = "python -m jaxgan.data.coco"
+LABELLED_SPLITS = ("train", "validation")
 
 
 def keep(example: dict) -> bool:
@@ -91,7 +92,8 @@ def prepare(data_config, path: str, side: int) -> None:
         )
         builder.download_and_prepare()
     _check_names(builder)
-    write_records(builder, path, side, CLASS_NAMES, labels, keep, FEATURES)
+    # The labelled splits only: test2014 and test2015 have no annotations.
+    write_records(builder, path, side, CLASS_NAMES, labels, keep, FEATURES, LABELLED_SPLITS)
 
 
 def make_source(data_config) -> Source:
