@@ -23,18 +23,13 @@ workdir and the config). Runs resume and finished ones are read back, so an inte
 continues where it stopped.
 """
 
-import copy
-import hashlib
-import json
 import os
-import shutil
 
+import paired_seeds  # experiments/paired_seeds.py
 import tables  # experiments/tables.py
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxgan import evaluate, train
-from jaxgan import metrics as metrics_lib
 from jaxgan.losses import CLASSIFICATION_LOSSES
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/digit_scenes.py", "Config file.")
@@ -55,149 +50,6 @@ _ONLY = flags.DEFINE_enum(
     "from one supervised phase in parallel processes).",
 )
 
-COLUMNS = {**tables.COLUMNS, "val. mAP": "validation_mAP"}
-RESULT_FILE = "seed_table_result.json"  # written into each run's workdir when it has finished
-# Fields that do not change what a run computes (only how often it reports or saves).
-_REPORTING = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints")
-
-
-def settings_key(config, supervised_only: bool) -> str:
-    """A short hash of the settings a run depends on. A supervised run does not depend on the
-    adversarial phase's settings (method, critic, its learning rate, its length), nor does a
-    supervised chain's key depend on its length (the length is in the workdir's name)."""
-    settings = config.to_dict()
-    settings.pop("seed")
-    for name in _REPORTING:
-        settings["schedule"].pop(name)
-    if supervised_only:
-        classification_loss = settings["method"]["classification_loss"]
-        asl = settings["method"]["asl"]
-        for section in ("method", "critic"):
-            settings.pop(section)
-        settings["method"] = {"classification_loss": classification_loss, "asl": asl}
-        settings["optim"].pop("critic_learning_rate")
-        settings["schedule"].pop("supervised_steps")
-        settings["schedule"].pop("adversarial_steps")
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-def finished_results(config, workdir: str, extends_supervised_phase: bool = False) -> dict:
-    """Trains the run in `workdir` to its end (resuming) and returns its test metrics and its
-    validation numbers, cached in `workdir` once finished."""
-    path = os.path.join(workdir, RESULT_FILE)
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    train.train_and_evaluate(config, workdir, extends_supervised_phase=extends_supervised_phase)
-    with open(os.path.join(workdir, "eval.json")) as f:
-        test = json.load(f)
-    validation = evaluate.scores(workdir, "validation")
-    on_validation = metrics_lib.compute_metrics(
-        validation.probabilities, validation.labels, config.method.threshold
-    )
-    results = {
-        **{k: float(v) for k, v in test["metrics"].items()},
-        "validation_mAP": on_validation["mAP"],
-        "validation_labels_per_image": on_validation["labels_per_image"],
-        "validation_OF1": on_validation["OF1"],
-        "step": test["step"],
-        "workdir": workdir,
-    }
-    with open(path, "w") as f:
-        json.dump(results, f, indent=1)
-    return results
-
-
-def _copy_run(source: str, target: str) -> None:
-    """`target` starts where the finished run in `source` ended (its checkpoints and log)."""
-    ignored = shutil.ignore_patterns(RESULT_FILE, "*.lock", "diagnostics")
-    shutil.copytree(source, target + ".partial", ignore=ignored)
-    os.rename(target + ".partial", target)
-
-
-def supervised_run(config, seed: int, steps: int, root: str) -> dict:
-    """A finished supervised-only run of `steps` steps, continued from the longest finished
-    shorter run of the same chain when there is one."""
-    prefix = f"supervised_{settings_key(config, supervised_only=True)}_seed{seed}_"
-    workdir = os.path.join(root, f"{prefix}{steps}")
-    run_config = copy.deepcopy(config)
-    run_config.seed = seed
-    run_config.schedule.supervised_steps = steps
-    run_config.schedule.adversarial_steps = 0
-    if not os.path.exists(workdir):
-        shorter = [
-            int(name[len(prefix) :])
-            for name in os.listdir(root)
-            if name.startswith(prefix)
-            and name[len(prefix) :].isdigit()
-            and int(name[len(prefix) :]) < steps
-            and os.path.exists(os.path.join(root, name, RESULT_FILE))
-        ]
-        if shorter:
-            _copy_run(os.path.join(root, f"{prefix}{max(shorter)}"), workdir)
-    print(f"== supervised only, {steps} steps, seed {seed}: {workdir}", flush=True)
-    return finished_results(run_config, workdir, extends_supervised_phase=True)
-
-
-def adversarial_run(config, seed: int, supervised_phase: str, root: str, tag: str) -> dict:
-    """The + WGAN-gp arm: the adversarial phase continued from the supervised phase's run."""
-    key = settings_key(config, supervised_only=False)
-    workdir = os.path.join(root, f"{tag}_{key}_seed{seed}")
-    run_config = copy.deepcopy(config)
-    run_config.seed = seed
-    if not os.path.exists(workdir):
-        _copy_run(supervised_phase, workdir)
-    print(f"== + WGAN-gp ({tag}), seed {seed}: {workdir}", flush=True)
-    return finished_results(run_config, workdir)
-
-
-def recorded(config) -> dict:
-    """The config as results record it: local folders by their last component only."""
-    settings = config.to_dict()
-    for field in ("image_dir", "labels_file", "data_dir", "manual_dir"):
-        if settings["data"].get(field):
-            settings["data"][field] = os.path.basename(os.path.normpath(settings["data"][field]))
-    return settings
-
-
-def paired_differences(first: list[dict], second: list[dict]) -> list[dict]:
-    """Per seed, `second` minus `first` for every column (labels/image as is)."""
-    by_seed = {r["seed"]: r for r in first}
-    return [
-        {"seed": r["seed"], **{k: r[k] - by_seed[r["seed"]][k] for k in COLUMNS.values()}}
-        for r in second
-        if r["seed"] in by_seed
-    ]
-
-
-def loss_rows(config, loss: str, seeds, root: str, tag: str, only: str) -> dict:
-    """The rows of one classification loss: row name -> [per-seed results]."""
-    config = copy.deepcopy(config)
-    config.method.classification_loss = loss
-    schedule = config.schedule
-    supervised, total = schedule.supervised_steps, schedule.supervised_steps
-    total += schedule.adversarial_steps
-    name = loss.upper()
-    baseline = f"{name} only ({total} steps)"
-    shared = f"{name}: end of the shared supervised phase ({supervised} steps)"
-    adversarial = f"{name} + WGAN-gp" + ("" if tag == "wgan" else f", {tag}")
-    rows = {baseline: [], shared: [], adversarial: []}
-    for seed in seeds:
-        phase = supervised_run(config, seed, supervised, root)
-        rows[shared].append({"seed": seed, **phase})
-        if only in ("", "no_critic"):
-            rows[baseline].append({"seed": seed, **supervised_run(config, seed, total, root)})
-        if only in ("", "adversarial"):
-            result = adversarial_run(config, seed, phase["workdir"], root, tag)
-            rows[adversarial].append({"seed": seed, **result})
-    rows = {row: runs for row, runs in rows.items() if runs}
-    if rows.get(baseline) and rows.get(adversarial):
-        rows[f"{adversarial} minus {name} only (paired)"] = paired_differences(
-            rows[baseline], rows[adversarial]
-        )
-    return rows
-
 
 def main(argv):
     del argv
@@ -213,9 +65,11 @@ def main(argv):
     seeds = [int(seed) for seed in _SEEDS.value]
     results = {}
     for loss in losses:
-        results.update(loss_rows(config, loss, seeds, root, _TAG.value, _ONLY.value))
-    table = tables.format_table(results, COLUMNS)
-    tables.write_results(_OUT.value, {"config": recorded(config), "results": results}, table)
+        results.update(paired_seeds.loss_rows(config, loss, seeds, root, _TAG.value, _ONLY.value))
+    table = tables.format_table(results, paired_seeds.COLUMNS)
+    tables.write_results(
+        _OUT.value, {"config": paired_seeds.recorded(config), "results": results}, table
+    )
     print(table)
 
 

@@ -1,5 +1,8 @@
 """Markdown tables of results over seeds, shared by the experiment scripts."""
 
+import json
+import os
+
 import numpy as np
 
 # Table header -> result key: test metrics at 0.5 and at the validation-tuned threshold, then the
@@ -31,3 +34,12 @@ def format_table(results: dict, columns: dict) -> str:
             cells.append(f"{values.mean():.2f} ± {values.std():.2f}")
         lines.append(f"| {name} (n={len(runs)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def write_results(out: str, results: dict, table: str) -> None:
+    """`out`.json (every number, with what made it) and `out`.md (the table)."""
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out + ".json", "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    with open(out + ".md", "w") as f:
+        f.write(table.rstrip("\n") + "\n")

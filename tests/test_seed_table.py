@@ -1,5 +1,7 @@
-"""experiments/seed_table.py: runs are shared exactly when the settings they depend on agree."""
+"""experiments/paired_seeds.py (the seed table's protocol): runs are shared exactly when the
+settings they depend on agree."""
 
+import importlib
 import os
 import runpy
 import sys
@@ -11,9 +13,9 @@ ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 @pytest.fixture(scope="module")
 def seed_table():
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))  # the script imports its neighbours
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))  # as the scripts import it
     try:
-        yield runpy.run_path(os.path.join(ROOT, "experiments", "seed_table.py"))
+        yield vars(importlib.import_module("paired_seeds"))
     finally:
         sys.path.remove(os.path.join(ROOT, "experiments"))
 
