@@ -19,7 +19,6 @@ from absl import app, flags, logging
 from tables import format_table  # experiments/tables.py
 
 from jaxgan import evaluate
-from jaxgan.data.datasets import get_source
 from jaxgan.data.digit_scenes.digit_scenes_dataset_builder import SCENES
 
 _TABLE = flags.DEFINE_string(
@@ -29,10 +28,14 @@ _OUT = flags.DEFINE_string("out", "experiments/results/hard_objects.md", "Markdo
 
 
 def test_annotations(data_config) -> tuple[np.ndarray, np.ndarray]:
-    """labels and hard masks [N, L] of the test split, in evaluation order."""
-    source = get_source(data_config)
-    split = source.splits["test"]
-    examples = tfds.as_numpy(source.builder.as_dataset(split=split, shuffle_files=False))
+    """labels and hard masks [N, L] of the test split, in evaluation order (the build's
+    order, which its prepared records keep)."""
+    from jaxgan.data.digit_scenes import Builder
+
+    builder = Builder(
+        config=data_config.get("builder_config") or "default", data_dir=data_config.data_dir
+    )
+    examples = tfds.as_numpy(builder.as_dataset(split="test", shuffle_files=False))
     pairs = [(e["labels"], e["hard"]) for e in examples]
     return np.array([p[0] for p in pairs], bool), np.array([p[1] for p in pairs], bool)
 

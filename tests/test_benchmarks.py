@@ -69,6 +69,23 @@ def test_steps(tmp_path):
     assert "| supervised | 8 |" in table
 
 
+def test_steps_compile_only(tmp_path):
+    numbers, table = run_benchmark(
+        "steps.py",
+        "--model=resnet_small",
+        "--width=4",
+        "--image_size=16",
+        "--batch_size=8",
+        "--num_labels=5",
+        "--steps=supervised,adversarial",
+        "--compile_only",
+        "--remat",
+        out=tmp_path / "memory",
+    )
+    assert set(numbers["steps"]) == {"supervised", "adversarial"}
+    assert all(row["gflop_per_step"] > 0 for row in numbers["steps"].values())
+
+
 def test_steps_startup(tmp_path, data_dir):
     numbers, table = run_benchmark(
         "steps.py",
