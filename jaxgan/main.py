@@ -4,7 +4,8 @@
 train (the default) needs --config; eval and predict use the config the checkpoint recorded
 unless --config is given. eval: --checkpoint_step=N|best|latest. predict: --images=PATH
 (repeatable; files, folders, globs), --threshold=configured|global|per_class|NUMBER,
---output=PREFIX (default DIR/predictions).
+--output=PREFIX (default DIR/predictions). --distributed [--coordinator_address=HOST:PORT
+--num_processes=N --process_id=I] [--distributed_timeout=SECONDS]: a multi-process run.
 """
 
 import os
@@ -46,6 +47,11 @@ _COORDINATOR = flags.DEFINE_string(
 )
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "--distributed: how many processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "--distributed: this process, 0-based.")
+_DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout",
+    60,
+    "--distributed: seconds to wait for every process to join before giving up.",
+)
 flags.mark_flags_as_required(["workdir"])  # command_line says so in one line first
 
 
@@ -60,6 +66,7 @@ VALUE_FLAGS = (
     "coordinator_address",
     "num_processes",
     "process_id",
+    "distributed_timeout",
 )
 
 
@@ -72,7 +79,17 @@ def main(argv):
     import jax
 
     if _DISTRIBUTED.value:
-        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+        from jaxgan import multihost
+
+        try:
+            multihost.initialize(
+                _COORDINATOR.value,
+                _NUM_PROCESSES.value,
+                _PROCESS_ID.value,
+                _DISTRIBUTED_TIMEOUT.value,
+            )
+        except ValueError as error:
+            sys.exit(f"error: {error}")
     from jaxgan import runtime
 
     runtime.configure_cpu()  # before anything runs on JAX
