@@ -96,12 +96,12 @@ def main(argv):
     from jaxgan.config_check import ConfigError
 
     try:  # each mode checks its config first, before any data, model or file
-        from jaxgan import evaluate, train
+        from jaxgan import train
 
         if _MODE.value == "train":
             train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
         elif _MODE.value == "eval":
-            evaluate.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value, _STEP.value)
+            _evaluate(_CONFIG.value, _WORKDIR.value, _STEP.value)
         else:
             from jaxgan import predict
 
@@ -123,6 +123,24 @@ def main(argv):
         sys.exit(f"error: {error}")
     except KeyboardInterrupt:  # the loop has saved a checkpoint and said so
         sys.exit(130)
+
+
+def _evaluate(config, workdir: str, step) -> None:
+    """--mode=eval: writes eval.json and metrics, so it checks they can be written before it
+    restores anything, and holds the workdir's lock as training does (a training in progress
+    would interleave its records with ours and could delete the checkpoint being read)."""
+    from jaxgan import evaluate, outputs, train
+    from jaxgan.config_check import check_config
+    from jaxgan.metric_writer import TENSORBOARD_DIR
+
+    if config is not None:  # the config's refusals first, as in every mode
+        check_config(config, for_training=False)
+    checkpoints = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    if not os.path.isdir(checkpoints):
+        raise ValueError(f"no checkpoint in {checkpoints}; train first")
+    outputs.check_writable(workdir, train.WORKDIR_FILES, [TENSORBOARD_DIR])
+    with outputs.one_writer(workdir, "--mode=eval"):
+        evaluate.evaluate_checkpoint(config, workdir, step)
 
 
 def run():

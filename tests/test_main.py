@@ -447,3 +447,37 @@ def test_a_coordinator_or_peer_that_never_answers_ends_in_the_timeout_with_one_l
     assert "within 2 s" in lines[0] and "--distributed_timeout" in lines[0]
     assert took < 60, took  # the default would have waited minutes
     assert not os.listdir(tmp_path)  # nothing written before every process joined
+
+
+@pytest.mark.slow
+def test_a_second_run_on_a_busy_workdir_is_refused_in_one_line(trained, data_dir, tmp_path):
+    """Two trainings (or a training and an evaluation) on one workdir at once: the second is
+    refused in one line naming the first's pid and host, and the first runs on alone."""
+    import socket
+
+    workdir = str(tmp_path / "busy")
+    first = subprocess.Popen(
+        command(workdir, data_dir, "--config.schedule.adversarial_steps=100000"),
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    try:
+        deadline = time.time() + 300
+        while not (
+            os.path.isfile(metrics) and os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
+        ):
+            assert time.time() < deadline and first.poll() is None, "the first run did not start"
+            time.sleep(0.1)
+        for extra in ([], ["--mode=eval"]):
+            code, _, stderr = run(command(workdir, data_dir, *extra))
+            lines = stderr.strip().splitlines()
+            assert code != 0 and len(lines) == 1, stderr[-3000:]
+            assert lines[0].startswith(f"error: --workdir={workdir} is in use: training ")
+            assert f"(pid {first.pid} on host {socket.gethostname()}" in lines[0]
+        assert first.poll() is None  # the first run goes on
+    finally:
+        first.kill()
+        first.wait()
+    with open(metrics) as f:
+        events = [json.loads(line).get("event") for line in f]
+    assert events.count("start") == 1  # one run's records only
