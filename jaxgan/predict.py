@@ -13,7 +13,9 @@ predicted labels are those above the chosen threshold: the configured one
 or one per class chosen on validation ("per_class"). A file that is missing, not a regular
 file, too large or not an image is reported in one line and skipped; the others are still
 predicted. Results are printed and written to PREFIX.csv (file, labels, one probability column
-per class) and PREFIX.jsonl.
+per class) and PREFIX.jsonl; an --output that ends in '/' or is a folder means
+FOLDER/predictions.csv and .jsonl. The output is checked writable, and the paths walked,
+before the model is restored.
 """
 
 import concurrent.futures
@@ -31,6 +33,7 @@ from jaxgan import evaluate
 
 # Files one --mode=predict takes in all: 1,000,000 paths are ~100 MB of Python strings.
 MAX_PATHS = 1_000_000
+PREDICTIONS = "predictions"  # the files' name in a folder: predictions.csv, .jsonl
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -185,14 +188,18 @@ def _prepared(files, data_config, num_threads: int = 4) -> Iterator[tuple[str, o
             yield from zip(chunk, pool.map(prepare, chunk), strict=True)
 
 
-def predict_files(classifier, specs: list[str], threshold: str = "configured", report=None):
+def predict_files(
+    classifier, specs: list[str], threshold: str = "configured", report=None, found=None
+):
     """Probabilities for every readable image named by `specs`; bad ones are reported (one
     line each, through `report`, by default on stderr) and skipped. Returns (files,
-    probabilities [N, L], thresholds [L], skipped [(path, reason)])."""
+    probabilities [N, L], thresholds [L], skipped [(path, reason)]). `found`: what
+    `expand_paths(specs)` returned, if the caller has walked them already."""
     from tqdm import tqdm
 
     report = report or (lambda line: tqdm.write(line, file=sys.stderr))
-    files, skipped = expand_paths(specs)
+    files, skipped = found if found is not None else expand_paths(specs)
+    skipped = list(skipped)
     for spec, reason in skipped:
         report(f"skipped {spec}: {reason}")
     thresholds = evaluate.choose_thresholds(classifier, threshold)
@@ -246,6 +253,25 @@ def rows(files, probabilities, thresholds, class_names) -> list[dict]:
     return out
 
 
+def output_prefix(output: str | None, workdir: str) -> str:
+    """--output: PREFIX, or a folder (ending in '/', or one that exists) to write
+    FOLDER/predictions.*; by default WORKDIR/predictions."""
+    if not output:
+        return os.path.join(workdir, PREDICTIONS)
+    if output.endswith(("/", os.sep)) or os.path.isdir(output):
+        return os.path.join(output, PREDICTIONS)
+    return output
+
+
+def check_output(prefix: str) -> None:
+    """PREFIX.csv and PREFIX.jsonl can be written (ValueError, one line, if not): checked
+    before the model is restored or any image read."""
+    from jaxgan import outputs
+
+    folder, name = os.path.split(os.path.abspath(prefix))
+    outputs.check_writable(folder, [name + ".csv", name + ".jsonl"], flag="--output")
+
+
 def write_outputs(records: list[dict], class_names, prefix: str) -> tuple[str, str]:
     """PREFIX.csv (file, labels joined by ';', one column per class) and PREFIX.jsonl."""
     folder = os.path.dirname(os.path.abspath(prefix))
@@ -272,12 +298,16 @@ def run_predict(workdir, specs, threshold="configured", output=None, step=None, 
     """--mode=predict: prints each image's labels and writes CSV and JSON lines."""
     if not specs:
         raise ValueError("--mode=predict needs --images=PATH (files, folders or globs)")
+    prefix = output_prefix(output, workdir)
+    check_output(prefix)  # before the model is restored or any image read
+    found = expand_paths(specs)  # the walk's refusals before the restore, too
     classifier = evaluate.load_classifier(workdir, step, config)
-    files, probabilities, thresholds, skipped = predict_files(classifier, specs, threshold)
+    files, probabilities, thresholds, skipped = predict_files(
+        classifier, specs, threshold, found=found
+    )
     records = rows(files, probabilities, thresholds, classifier.class_names)
     for record in records:
         print(format_record(record))
-    prefix = output or os.path.join(workdir, "predictions")
     csv_path, jsonl_path = write_outputs(records, classifier.class_names, prefix)
     print(
         f"predicted {len(records)} image(s) with the checkpoint at step {classifier.step}"

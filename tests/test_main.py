@@ -481,3 +481,19 @@ def test_a_second_run_on_a_busy_workdir_is_refused_in_one_line(trained, data_dir
     with open(metrics) as f:
         events = [json.loads(line).get("event") for line in f]
     assert events.count("start") == 1  # one run's records only
+
+
+def test_eval_refuses_an_unwritable_eval_json_before_restoring_anything(tmp_path):
+    workdir = tmp_path / "run"
+    (workdir / "checkpoints" / "7").mkdir(parents=True)  # never read: refused before
+    (workdir / "eval.json").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "jaxgan.main", "--mode=eval", f"--workdir={workdir}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr[-3000:]
+    assert lines[0] == (
+        f"error: --workdir: {workdir}/eval.json is a folder, where a file is to be written; "
+        "move it or choose another --workdir"
+    )

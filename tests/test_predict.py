@@ -304,3 +304,44 @@ def test_more_files_than_the_limit_is_refused_in_one_line(tmp_path, monkeypatch)
         assert "\n" not in str(error.value) and "--images" in str(error.value)
     three = [str(tmp_path / f"{i}.png") for i in range(3)]
     assert predict.expand_paths(three)[0] == three  # at the limit: fine
+
+
+# --- outputs: a folder means a folder, and it is checked before any work ---------------------
+
+
+def test_output_names_a_prefix_or_a_folder(tmp_path):
+    workdir = str(tmp_path / "run")
+    assert predict.output_prefix(None, workdir) == os.path.join(workdir, "predictions")
+    assert predict.output_prefix(str(tmp_path / "out" / "pred"), workdir) == str(
+        tmp_path / "out" / "pred"
+    )
+    folder = os.path.join(str(tmp_path / "new"), "")  # trailing slash: a folder, made if new
+    assert predict.output_prefix(folder, workdir) == str(tmp_path / "new" / "predictions")
+    assert predict.output_prefix(str(tmp_path), workdir) == str(tmp_path / "predictions")
+
+
+def test_output_to_a_folder_writes_predictions_files_there(saved, tmp_path):
+    out = os.path.join(str(tmp_path / "results"), "")
+    predict.run_predict(saved["workdir"], [str(saved["images"] / "t_rgb.png")], output=out)
+    assert sorted(os.listdir(tmp_path / "results")) == ["predictions.csv", "predictions.jsonl"]
+
+
+@pytest.mark.parametrize("blocked", ["a file on the path", "a folder where the CSV goes"])
+def test_an_unwritable_output_is_refused_before_the_model_or_any_image(
+    tmp_path, monkeypatch, blocked
+):
+    def never(*args, **kwargs):
+        pytest.fail("the model was restored or an image read before the output was checked")
+
+    monkeypatch.setattr(evaluate, "load_classifier", never)
+    monkeypatch.setattr(predict, "expand_paths", never)
+    if blocked == "a file on the path":
+        (tmp_path / "a_file").write_text("")
+        output, expected = str(tmp_path / "a_file" / "pred"), "a_file is a file, not a folder"
+    else:
+        (tmp_path / "pred.csv").mkdir()
+        output, expected = str(tmp_path / "pred"), "pred.csv is a folder"
+    with pytest.raises(ValueError) as error:
+        predict.run_predict(str(tmp_path / "run"), ["x.png"], output=output)
+    assert "--output" in str(error.value) and expected in str(error.value)
+    assert "\n" not in str(error.value)
