@@ -497,3 +497,21 @@ def test_eval_refuses_an_unwritable_eval_json_before_restoring_anything(tmp_path
         f"error: --workdir: {workdir}/eval.json is a folder, where a file is to be written; "
         "move it or choose another --workdir"
     )
+
+
+def test_training_refuses_a_folder_where_metrics_go_before_any_data(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from tiny_run import tiny_config
+
+    from jaxgan import train
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    workdir = tmp_path / "run"
+    (workdir / "metrics.jsonl").mkdir(parents=True)
+    with pytest.raises(ValueError) as error:  # the data_dir below a file: never reached
+        train.train_and_evaluate(tiny_config(str(blocker / "tfds")), str(workdir))
+    assert str(error.value) == (
+        f"--workdir: {workdir}/metrics.jsonl is a folder, where a file is to be written; move "
+        "it or choose another --workdir"
+    )
