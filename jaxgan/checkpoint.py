@@ -142,17 +142,23 @@ def _is_disk_full(error: BaseException) -> bool:
 
 
 class _DiskFullRecords(logging.Filter):
-    """Drops Orbax's background-thread logs of a full disk (each with its traceback): the
-    save that failed is reported once, in one line, by `Checkpointer`."""
+    """Drops the background logs of a full disk, each with its traceback: Orbax's own (through
+    absl's logger) and asyncio's "exception was never retrieved" for every failed write of
+    Orbax's asyncio tasks (hundreds of lines, at exit). The save that failed is reported once,
+    in one line, by `Checkpointer`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "orbax" not in record.pathname or record.levelno < logging.ERROR:
+        if record.levelno < logging.ERROR:
             return True
+        if record.name == "absl" and "orbax" not in record.pathname:
+            return True  # only Orbax's own records among absl's
         text = record.getMessage() + str(record.exc_info[1] if record.exc_info else "")
         return not ("RESOURCE_EXHAUSTED" in text or "No space left" in text)
 
 
-logging.getLogger("absl").addFilter(_DiskFullRecords())
+# A logger's filters see the records logged through it, not those its children pass up.
+for _name in ("absl", "asyncio"):
+    logging.getLogger(_name).addFilter(_DiskFullRecords())
 
 
 def _one_line(error: BaseException, limit: int = 200) -> str:

@@ -297,3 +297,39 @@ def test_a_damaged_checkpoint_asked_for_names_the_step_to_pass_instead(tmp_path)
         checkpointer.restore_tree(abstract, None, step=3)
     message = str(error.value)
     assert "step 3" in message and "--checkpoint_step=2" in message and "\n" not in message
+
+
+def test_a_full_disks_unretrieved_background_failures_log_nothing():
+    """Orbax writes a checkpoint from asyncio tasks; when the disk fills, each failed write's
+    future is dropped unretrieved and asyncio logs it with its traceback (hundreds of lines
+    after the one-line error, at exit). Those records are dropped; others are not."""
+    import asyncio
+    import gc
+    import logging
+
+    class Kept(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    kept = Kept()
+    logging.getLogger().addHandler(kept)
+    try:
+        for message in (
+            'RESOURCE_EXHAUSTED: Error writing "g_params.head.bias/0" in OCDBT database',
+            "[Errno 28] No space left on device",
+            "something else went wrong",
+        ):
+            loop = asyncio.new_event_loop()
+            future = loop.create_future()
+            future.set_exception(ValueError(message))
+            del future
+            gc.collect()
+            loop.close()
+    finally:
+        logging.getLogger().removeHandler(kept)
+    logged = [str(r.exc_info[1]) if r.exc_info else r.getMessage() for r in kept.records]
+    assert logged == ["something else went wrong"], logged

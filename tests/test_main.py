@@ -515,3 +515,23 @@ def test_training_refuses_a_folder_where_metrics_go_before_any_data(tmp_path):
         f"--workdir: {workdir}/metrics.jsonl is a folder, where a file is to be written; move "
         "it or choose another --workdir"
     )
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_during_a_save_ends_the_run_with_one_line(trained, data_dir, tmp_path):
+    """Room for the first checkpoints, not for all: the run stops with its one line, and
+    nothing after it (Orbax's background writes fail too, each with a traceback)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(disk)],
+                             capture_output=True)  # fmt: skip
+    if mounted.returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root): " + mounted.stderr.decode().strip())
+    try:
+        code, _, stderr = run(command(str(disk / "run"), data_dir))
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+    lines = stderr.strip().splitlines()
+    assert code == 1 and lines[-1].startswith("error: disk full while saving step"), stderr[-3000:]
+    assert "a rerun resumes from step" in lines[-1]
+    assert "Traceback" not in stderr and "RESOURCE_EXHAUSTED" not in stderr, stderr[-3000:]
