@@ -248,11 +248,10 @@ def recorded_problem(saved: dict) -> str | None:
     for section in ("input", "resume", "config", "metrics", "phase_results"):
         if section in saved and not isinstance(saved[section], dict):
             return wrong(section, "a JSON object")
-    sizes = ("input.image_size", "config.data.image_size")
-    for field in sizes:
-        size = field_at_path(saved, field)
-        if size is not MISSING and not (_is_int(size) and 1 <= size <= MAX_IMAGE_SIZE):
-            return wrong(field, f"an integer in [1, {MAX_IMAGE_SIZE}]")
+    # (The recorded config's own fields go through the config door: evaluate.config_of.)
+    size = field_at_path(saved, "input.image_size")
+    if size is not MISSING and not (_is_int(size) and 1 <= size <= MAX_IMAGE_SIZE):
+        return wrong("input.image_size", f"an integer in [1, {MAX_IMAGE_SIZE}]")
     for name, value in saved.get("metrics", {}).items():
         if value is not None and not _is_number(value):
             return wrong(f"metrics.{name}", "a number")

@@ -369,7 +369,6 @@ HOSTILE_META = [
     ({**NAMED, "input": "16"}, "input must be a JSON object"),
     ({**NAMED, "input": {"image_size": 10**9}}, "input.image_size must be an integer in [1,"),
     ({**NAMED, "input": {"image_size": 16.5}}, "input.image_size must be an integer in [1,"),
-    ({**NAMED, "config": {"data": {"image_size": -3}}}, "config.data.image_size must be an"),
     ({**NAMED, "config": [1]}, "config must be a JSON object"),
     ({**NAMED, "metrics": {"validation_CF1": "high"}}, "metrics.validation_CF1 must be a"),
     ({**NAMED, "thresholds": {"per_class": [0.5]}}, "thresholds.per_class must be a list of 5"),
