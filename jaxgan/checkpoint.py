@@ -161,6 +161,21 @@ for _name in ("absl", "asyncio"):
     logging.getLogger(_name).addFilter(_DiskFullRecords())
 
 
+def _drop_late_completions(unraisable, previous=sys.unraisablehook) -> None:
+    """sys.unraisablehook: when a save fails (a full disk), Orbax closes its asyncio loop while
+    TensorStore still has writes in flight, and each one's completion, finding the loop
+    closed, is reported as an unraisable 'Event loop is closed' with its traceback (hundreds
+    of lines around the save's one-line error). Such a completion has nowhere to go anyway:
+    it is dropped. Every other unraisable error goes to the previous hook."""
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+        return
+    previous(unraisable)
+
+
+sys.unraisablehook = _drop_late_completions
+
+
 MAX_META_BYTES = 16 << 20  # a config, class names and per-class thresholds: far less
 MAX_META_DEPTH = 32  # the recorded config nests 3 deep
 MAX_LABELS = 100_000
