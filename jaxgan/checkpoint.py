@@ -142,17 +142,159 @@ def _is_disk_full(error: BaseException) -> bool:
 
 
 class _DiskFullRecords(logging.Filter):
-    """Drops Orbax's background-thread logs of a full disk (each with its traceback): the
-    save that failed is reported once, in one line, by `Checkpointer`."""
+    """Drops the background logs of a full disk, each with its traceback: Orbax's own (through
+    absl's logger) and asyncio's "exception was never retrieved" for every failed write of
+    Orbax's asyncio tasks (hundreds of lines, at exit). The save that failed is reported once,
+    in one line, by `Checkpointer`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "orbax" not in record.pathname or record.levelno < logging.ERROR:
+        if record.levelno < logging.ERROR:
             return True
+        if record.name == "absl" and "orbax" not in record.pathname:
+            return True  # only Orbax's own records among absl's
         text = record.getMessage() + str(record.exc_info[1] if record.exc_info else "")
         return not ("RESOURCE_EXHAUSTED" in text or "No space left" in text)
 
 
-logging.getLogger("absl").addFilter(_DiskFullRecords())
+# A logger's filters see the records logged through it, not those its children pass up.
+for _name in ("absl", "asyncio"):
+    logging.getLogger(_name).addFilter(_DiskFullRecords())
+
+
+def _drop_late_completions(unraisable, previous=sys.unraisablehook) -> None:
+    """sys.unraisablehook: when a save fails (a full disk), Orbax closes its asyncio loop while
+    TensorStore still has writes in flight, and each one's completion, finding the loop
+    closed, is reported as an unraisable 'Event loop is closed' with its traceback (hundreds
+    of lines around the save's one-line error). Such a completion has nowhere to go anyway:
+    it is dropped. Every other unraisable error goes to the previous hook."""
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+        return
+    previous(unraisable)
+
+
+sys.unraisablehook = _drop_late_completions
+
+
+MAX_META_BYTES = 16 << 20  # a config, class names and per-class thresholds: far less
+MAX_META_DEPTH = 32  # the recorded config nests 3 deep
+MAX_LABELS = 100_000
+
+
+class MetadataError(CheckpointError):
+    """A checkpoint's metadata that is too large, not JSON or of the wrong shape. `reason`
+    names the field; the message adds the checkpoint and the fix."""
+
+    def __init__(self, where: str, reason: str):
+        self.reason = reason
+        super().__init__(
+            f"{where} has unusable metadata: {reason}; it is damaged or was not written by "
+            "jaxgan: pass another --checkpoint_step or train again"
+        )
+
+
+def _too_deep() -> str:
+    return f"metadata is nested more than {MAX_META_DEPTH} levels deep"
+
+
+def _depth(value) -> int:
+    """How deep lists and objects nest in parsed JSON (iteratively: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_META_DEPTH:  # deeper is refused whatever lies below
+                stack.extend(
+                    (v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)
+                )
+    return deepest
+
+
+def _shown(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_name(value) -> bool:
+    return isinstance(value, str) and value.strip() != "" and value.isprintable()
+
+
+def recorded_problem(saved: dict) -> str | None:
+    """What is wrong with the known fields of a checkpoint's metadata, naming the field (None
+    if nothing). A field may be absent (older checkpoints lack some), never of another type."""
+    from jaxgan.config_check import MAX_IMAGE_SIZE
+
+    def wrong(field, wanted):
+        return f"{field} must be {wanted}, not {_shown(field_at_path(saved, field))}"
+
+    for field in ("model", "data"):
+        if field in saved and not _is_name(saved[field]):
+            return wrong(field, "a non-empty string")
+    if "model_width" in saved and not (_is_int(saved["model_width"]) and saved["model_width"] > 0):
+        return wrong("model_width", "a positive integer")
+    labels = saved.get("num_labels")
+    if "num_labels" in saved and not (_is_int(labels) and 1 <= labels <= MAX_LABELS):
+        return wrong("num_labels", f"an integer in [1, {MAX_LABELS}]")
+    if "conditional" in saved and not isinstance(saved["conditional"], bool):
+        return wrong("conditional", "true or false")
+    count = f"{labels} " if _is_int(labels) else ""
+    if "class_names" in saved:
+        names = saved["class_names"]
+        if (
+            not isinstance(names, list)
+            or not all(_is_name(n) for n in names)
+            or (_is_int(labels) and len(names) != labels)
+        ):
+            return wrong("class_names", f"a list of {count}unique non-empty one-line strings")
+        seen = set()
+        for name in names:
+            if name in seen:
+                return f"class_names repeats {name!r}: each class needs its own name"
+            seen.add(name)
+    for section in ("input", "resume", "config", "metrics", "phase_results"):
+        if section in saved and not isinstance(saved[section], dict):
+            return wrong(section, "a JSON object")
+    # (The recorded config's own fields go through the config door: evaluate.config_of.)
+    size = field_at_path(saved, "input.image_size")
+    if size is not MISSING and not (_is_int(size) and 1 <= size <= MAX_IMAGE_SIZE):
+        return wrong("input.image_size", f"an integer in [1, {MAX_IMAGE_SIZE}]")
+    for name, value in saved.get("metrics", {}).items():
+        if value is not None and not _is_number(value):
+            return wrong(f"metrics.{name}", "a number")
+    thresholds = saved.get("thresholds")
+    if thresholds is not None:
+        if not isinstance(thresholds, dict):
+            return wrong("thresholds", "a JSON object")
+        for name in ("configured", "CF1", "OF1"):
+            value = thresholds.get(name, 0.5)
+            if not (_is_number(value) and 0 <= value <= 1):
+                return wrong(f"thresholds.{name}", "a number in [0, 1]")
+        per_class = thresholds.get("per_class", [])
+        if not (
+            isinstance(per_class, list)
+            and all(_is_number(t) and 0 <= t <= 1 for t in per_class)
+            and (not per_class or not _is_int(labels) or len(per_class) == labels)
+        ):
+            return wrong("thresholds.per_class", f"a list of {count}numbers in [0, 1]")
+    return None
+
+
+def field_at_path(record: dict, dotted: str):
+    """`record`'s field at the dotted path, or MISSING."""
+    for part in dotted.split("."):
+        if not isinstance(record, dict) or part not in record:
+            return MISSING
+        record = record[part]
+    return record
 
 
 def _one_line(error: BaseException, limit: int = 200) -> str:
@@ -357,8 +499,35 @@ class Checkpointer:
     # -- reading ----------------------------------------------------------------------------
 
     def read_meta(self, step: int) -> dict:
-        saved = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        return upgrade_recorded(saved["meta"])
+        """The metadata of the checkpoint at `step`, read as the input it is: at most
+        `MAX_META_BYTES`, nested at most `MAX_META_DEPTH` deep, its known fields typed
+        (`check_recorded`); MetadataError (one line) otherwise."""
+        where = f"the checkpoint at step {step} in {self.directory}"
+        # Where Orbax's JsonCheckpointHandler keeps the "meta" item (read here, bounded,
+        # rather than by Orbax's unbounded json.loads of the whole file).
+        path = os.path.join(self.directory, str(step), "meta", "metadata")
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(MAX_META_BYTES + 1)
+        except OSError as error:
+            raise MetadataError(where, f"metadata cannot be read ({error.strerror})") from None
+        if len(raw) > MAX_META_BYTES:
+            raise MetadataError(where, f"metadata is larger than {MAX_META_BYTES:,} bytes")
+        try:
+            saved = json.loads(raw.decode("utf-8"))
+        except RecursionError:
+            raise MetadataError(where, _too_deep()) from None
+        except ValueError as error:  # UnicodeDecodeError included
+            raise MetadataError(where, f"metadata is not JSON ({_one_line(error, 80)})") from None
+        if _depth(saved) > MAX_META_DEPTH:
+            raise MetadataError(where, _too_deep())
+        if not isinstance(saved, dict):
+            raise MetadataError(where, "metadata is not a JSON object")
+        saved = upgrade_recorded(saved)
+        problem = recorded_problem(saved)
+        if problem:
+            raise MetadataError(where, problem)
+        return saved
 
     def _check_meta(
         self, saved: dict, meta: dict, resume: bool, step: int, extends_supervised_phase=False
@@ -480,7 +649,7 @@ class Checkpointer:
         for candidate in candidates:
             try:
                 saved = self.read_meta(candidate)
-            except Exception as error:
+            except Exception as error:  # MetadataError included: named by its field
                 damaged.append(self.describe_damage(candidate, "its metadata is unreadable", error))
                 if named:
                     raise CheckpointError(damaged[-1] + self.other_steps(candidate)) from None
@@ -545,9 +714,12 @@ class Checkpointer:
         return f"; pass --checkpoint_step={others[-1]} to use the newest other one (have {others})"
 
     def describe_damage(self, step: int, what: str, error: BaseException) -> str:
-        """One line about a damaged step; a writer moves it aside first (never deletes it)."""
+        """One line about a damaged step; a writer moves it aside first (never deletes it).
+        A library's error is cut short; unusable metadata's reason (the field) is kept whole."""
+        if isinstance(error, MetadataError):
+            what, error = "unusable metadata", error.reason
         line = f"the checkpoint at step {step} in {self.directory} is damaged ({what}: "
-        line += f"{_one_line(error, 120)})"
+        line += f"{_one_line(error, 120 if isinstance(error, BaseException) else 300)})"
         if self.read_only:
             return line
         return line + f"; moved to {self._move_aside(step)}"

@@ -24,6 +24,10 @@ USAGE = 2  # exit status of a command-line mistake, as argparse and absl use it
 MAX_CONFIG_FILE_BYTES = 1 << 20  # a config file is a short Python file
 HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?")
 MODES = ("train", "eval", "predict")
+PREDICT_FLAGS = ("images", "threshold", "output")  # read by --mode=predict only
+# The flags of a multi-process run; each needs --distributed.
+PROCESS_FLAGS = ("coordinator_address", "num_processes", "process_id", "distributed_timeout")
+MAX_DISTRIBUTED_TIMEOUT_S = 86400
 _TRUE_FALSE = ("true", "false", "True", "False", "1", "0")
 
 
@@ -232,7 +236,8 @@ def prepare(argv: list[str], value_flags) -> list[str]:
 
 
 def _check_simple_flags(argv: list[str], has_config: bool) -> None:
-    """--workdir present, --mode known, --config given for training."""
+    """--workdir present, --mode known, --config given for training, no flag of another mode,
+    the distributed flags only with --distributed and with values a run can have."""
     values = {}
     for token in argv:
         if _is_flag(token) and "=" in token:
@@ -246,6 +251,72 @@ def _check_simple_flags(argv: list[str], has_config: bool) -> None:
         )
     if mode == "train" and not has_config:
         raise UsageError("--mode=train needs --config=configs/FILE.py")
+    if mode == "train" and "checkpoint_step" in values:
+        raise UsageError(
+            "--checkpoint_step is for --mode=eval and --mode=predict; training resumes from the "
+            "newest checkpoint that restores: drop --checkpoint_step"
+        )
+    for name in PREDICT_FLAGS:
+        if mode != "predict" and name in values:
+            raise UsageError(f"--{name} is for --mode=predict; drop it or add --mode=predict")
+    _check_distributed_flags(argv, values)
+
+
+def _check_distributed_flags(argv: list[str], values: dict) -> None:
+    """The process flags only with --distributed, and each value one a run can have."""
+    distributed = False
+    for token in argv:
+        if _is_flag(token) and _name(token) in ("distributed", "nodistributed"):
+            value = token.split("=", 1)[1] if "=" in token else "true"
+            distributed = (_name(token) == "distributed") == (value.lower() in ("true", "1"))
+    given = [name for name in PROCESS_FLAGS if name in values]
+    if given and not distributed:
+        raise UsageError(
+            f"--{given[0]} is for multi-process runs; add --distributed, or drop --{given[0]}"
+        )
+    number, process = _integer(values, "num_processes"), _integer(values, "process_id")
+    if number is not None and number < 1:
+        raise UsageError(f"--num_processes={number} must be >= 1")
+    if process is not None and process < 0:
+        raise UsageError(f"--process_id={process} must be >= 0 (process 0 is the coordinator's)")
+    if number is not None and process is not None and process >= number:
+        raise UsageError(
+            f"--process_id={process} must be < --num_processes={number} (process ids run from 0 "
+            f"to {number - 1})"
+        )
+    timeout = _integer(values, "distributed_timeout")
+    if timeout is not None and not 1 <= timeout <= MAX_DISTRIBUTED_TIMEOUT_S:
+        raise UsageError(
+            f"--distributed_timeout={timeout} must be in [1, {MAX_DISTRIBUTED_TIMEOUT_S}] seconds"
+        )
+    address = values.get("coordinator_address")
+    if address is not None and not is_host_and_port(address):
+        raise UsageError(
+            f"--coordinator_address={address} is not HOST:PORT with a port in 1..65535; pass "
+            "process 0's host and a free port, e.g. --coordinator_address=10.0.0.1:1234 "
+            "(an IPv6 host in brackets: [::1]:1234)"
+        )
+
+
+def _integer(values: dict, name: str) -> int | None:
+    """An integer flag's value, or None if absent or not an integer (absl then says so)."""
+    try:
+        return int(values[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def is_host_and_port(address: str) -> bool:
+    """HOST:PORT, with a port in 1..65535 and an IPv6 host in brackets."""
+    host, colon, port = address.rpartition(":")
+    if not colon or not host or any(c.isspace() for c in host):
+        return False
+    if host.startswith("[") or host.endswith("]"):
+        if not (host.startswith("[") and host.endswith("]") and len(host) > 2):
+            return False
+    elif ":" in host:  # an IPv6 address without brackets: which colon is the port's?
+        return False
+    return port.isascii() and port.isdigit() and 1 <= int(port) <= 65535
 
 
 @contextlib.contextmanager

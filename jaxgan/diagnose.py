@@ -270,6 +270,9 @@ def _num(value) -> str:
 def run(workdirs: list[str], out: str, step=None, threshold="configured", top=10, split="test"):
     """Diagnoses each workdir (named by its folder), writes JSON and PNG, prints a summary.
     Runs compared must have been evaluated on the same images with the same labels."""
+    from jaxgan.outputs import check_writable
+
+    check_writable(out, ["diagnostics.json", "cooccurrence.png"], flag="--out")  # before work
     results, predictions, truth = {}, [], None
     for workdir in workdirs:
         names, labels, predicted = split_predictions(workdir, step, threshold, split)

@@ -4,7 +4,8 @@
 train (the default) needs --config; eval and predict use the config the checkpoint recorded
 unless --config is given. eval: --checkpoint_step=N|best|latest. predict: --images=PATH
 (repeatable; files, folders, globs), --threshold=configured|global|per_class|NUMBER,
---output=PREFIX (default DIR/predictions).
+--output=PREFIX (default DIR/predictions). --distributed [--coordinator_address=HOST:PORT
+--num_processes=N --process_id=I] [--distributed_timeout=SECONDS]: a multi-process run.
 """
 
 import os
@@ -46,6 +47,11 @@ _COORDINATOR = flags.DEFINE_string(
 )
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "--distributed: how many processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "--distributed: this process, 0-based.")
+_DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout",
+    60,
+    "--distributed: seconds to wait for every process to join before giving up.",
+)
 flags.mark_flags_as_required(["workdir"])  # command_line says so in one line first
 
 
@@ -60,6 +66,7 @@ VALUE_FLAGS = (
     "coordinator_address",
     "num_processes",
     "process_id",
+    "distributed_timeout",
 )
 
 
@@ -72,19 +79,29 @@ def main(argv):
     import jax
 
     if _DISTRIBUTED.value:
-        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+        from jaxgan import multihost
+
+        try:
+            multihost.initialize(
+                _COORDINATOR.value,
+                _NUM_PROCESSES.value,
+                _PROCESS_ID.value,
+                _DISTRIBUTED_TIMEOUT.value,
+            )
+        except ValueError as error:
+            sys.exit(f"error: {error}")
     from jaxgan import runtime
 
     runtime.configure_cpu()  # before anything runs on JAX
     from jaxgan.config_check import ConfigError
 
     try:  # each mode checks its config first, before any data, model or file
-        from jaxgan import evaluate, train
+        from jaxgan import train
 
         if _MODE.value == "train":
             train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
         elif _MODE.value == "eval":
-            evaluate.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value, _STEP.value)
+            _evaluate(_CONFIG.value, _WORKDIR.value, _STEP.value)
         else:
             from jaxgan import predict
 
@@ -106,6 +123,24 @@ def main(argv):
         sys.exit(f"error: {error}")
     except KeyboardInterrupt:  # the loop has saved a checkpoint and said so
         sys.exit(130)
+
+
+def _evaluate(config, workdir: str, step) -> None:
+    """--mode=eval: writes eval.json and metrics, so it checks they can be written before it
+    restores anything, and holds the workdir's lock as training does (a training in progress
+    would interleave its records with ours and could delete the checkpoint being read)."""
+    from jaxgan import evaluate, outputs, train
+    from jaxgan.config_check import check_config
+    from jaxgan.metric_writer import TENSORBOARD_DIR
+
+    if config is not None:  # the config's refusals first, as in every mode
+        check_config(config, for_training=False)
+    checkpoints = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    if not os.path.isdir(checkpoints):
+        raise ValueError(f"no checkpoint in {checkpoints}; train first")
+    outputs.check_writable(workdir, train.WORKDIR_FILES, [TENSORBOARD_DIR])
+    with outputs.one_writer(workdir, "--mode=eval"):
+        evaluate.evaluate_checkpoint(config, workdir, step)
 
 
 def run():

@@ -6,7 +6,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxgan import checkpoint, evaluate, pairs, parallel, runtime, steps
+from jaxgan import checkpoint, evaluate, outputs, pairs, parallel, runtime, steps
 from jaxgan import metrics as metrics_lib
 from jaxgan import pace as pace_lib
 from jaxgan.checkpoint import Checkpointer, metadata
@@ -14,10 +14,13 @@ from jaxgan.compiled import CompiledAhead, adversarial_shapes, compile_steps
 from jaxgan.config_check import check_config
 from jaxgan.data import augment, input_pipeline
 from jaxgan.data.datasets import get_source
-from jaxgan.metric_writer import MetricWriter
+from jaxgan.metric_writer import TENSORBOARD_DIR, MetricWriter
 from jaxgan.models import create_generator
 from jaxgan.models.critic import create_critic
 from jaxgan.state import create_train_state, make_optimizer, snapshot_feature_extractor
+
+# The files a run writes in its workdir besides checkpoints/ and tensorboard/.
+WORKDIR_FILES = ("eval.json", "metrics.jsonl")
 
 
 def batches_per_update(config) -> int:
@@ -312,6 +315,12 @@ def train_and_evaluate(config, workdir: str, extends_supervised_phase: bool = Fa
     check_config(config)  # the door: everything below trusts the config
     runtime.enable_compilation_cache(config.compilation_cache)  # before anything compiles
     checkpoint.check_workdir(workdir)  # before any data is built: a blocked or read-only path
+    outputs.check_writable(workdir, WORKDIR_FILES, [TENSORBOARD_DIR])
+    with outputs.one_writer(workdir, "training"):  # one run per workdir, for its whole life
+        return _train_and_evaluate(config, workdir, extends_supervised_phase)
+
+
+def _train_and_evaluate(config, workdir: str, extends_supervised_phase: bool) -> dict:
     if os.path.isdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR)):
         resumed = Checkpointer(workdir, config.schedule.keep_checkpoints, read_only=True)
         try:  # refused before anything is built

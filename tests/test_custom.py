@@ -429,3 +429,56 @@ def test_empty_splits_get_advice_that_works(tmp_path):
               splits=["train"] * 5 + ["validation", "test"])  # fmt: skip
     with pytest.raises(ValueError, match="test split .* no positive label; label them, or set"):
         custom.make_source(config(tmp_path, image_dir, labels))
+
+
+def test_two_builds_of_one_dataset_at_once_build_it_once(tmp_path):
+    """Two processes (two trainings started together) preparing one dataset into one data_dir:
+    the first builds (slowed down here, so that the second starts while it does), the second
+    waits for it and reads what it built; neither fails."""
+    import subprocess
+    import sys
+    import time
+
+    image_dir = tmp_path / "photos"
+    image_dir.mkdir()
+    rows = []
+    for i in range(200):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(image_dir / f"{i}.png")
+        rows.append((f"{i}.png", [i % 2, 1 - i % 2, 1]))
+    write_csv(image_dir / "labels.csv", rows)
+    c = config(tmp_path, image_dir, image_dir / "labels.csv")
+    code = (
+        "import json, sys, time, ml_collections\n"
+        "from jaxgan.data import datasets, image_files\n"
+        "read = image_files.read_images\n"
+        "def slow(*args, **kwargs):\n"
+        "    for item in read(*args, **kwargs):\n"
+        "        time.sleep(float(sys.argv[2]))\n"
+        "        yield item\n"
+        "image_files.read_images = slow\n"
+        "source = datasets.get_source(ml_collections.ConfigDict(json.loads(sys.argv[1])))\n"
+        "print('examples', sum(source.num_examples(r) for r in datasets.SPLIT_ROLES))"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def build(delay):
+        return subprocess.Popen([sys.executable, "-c", code, c.to_json(), str(delay)],
+                                cwd=root, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)  # fmt: skip
+
+    first = build(0.1)  # 20 s of building
+    folder = tmp_path / "tfds" / "custom_multilabel"
+    deadline = time.time() + 120
+    while not (folder.is_dir() and any(folder.glob("*/incomplete*"))):
+        assert time.time() < deadline and first.poll() is None, first.communicate()[1][-3000:]
+        time.sleep(0.1)
+    second = build(0)
+    results = [p.communicate(timeout=300) for p in (first, second)]
+    for p, (out, err) in zip((first, second), results, strict=True):
+        assert p.returncode == 0 and "Traceback" not in err, err[-3000:]
+        assert out.split()[-1] == "200"
+    assert "waiting for another build" in results[1][1]
+    built = os.listdir(folder)
+    assert len(built) == 1
+    versions = os.listdir(folder / built[0])
+    assert [v for v in versions if not v.endswith(".lock")] == ["1.0.0"]  # no leftover copy

@@ -104,3 +104,17 @@ def test_runs_evaluated_on_other_images_or_labels_are_refused(monkeypatch, tmp_p
         with pytest.raises(ValueError, match="not evaluated on the same test split") as error:
             diagnose.run(["same", other], str(tmp_path / other), top=2)
         assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("blocked", ["a file on the path", "an output that is a folder"])
+def test_an_unwritable_out_is_refused_before_any_checkpoint_is_read(tmp_path, blocked):
+    workdir = tmp_path / "run"
+    if blocked == "a file on the path":
+        (tmp_path / "a_file").write_text("")
+        out, expected = tmp_path / "a_file" / "diagnostics", "a file blocks the path"
+    else:
+        out, expected = tmp_path / "out", "is a folder, where a file is to be written"
+        (out / "cooccurrence.png").mkdir(parents=True)
+    with pytest.raises(ValueError) as error:
+        diagnose.run([str(workdir)], str(out))  # no checkpoint there: never reached
+    assert "--out" in str(error.value) and expected in str(error.value)

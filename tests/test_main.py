@@ -326,6 +326,40 @@ MISTAKES = [
     ([W], "--mode=train needs --config=configs/FILE.py", False),
     ([W, DIGITS, "--bogus=1"], "Unknown command line flag 'bogus'", True),
     ([W, DIGITS, "stray"], "unexpected arguments ['stray']", True),
+    # Flags of another mode, and the distributed flags, checked before anything runs.
+    ([W, DIGITS, "--checkpoint_step=5"], "--checkpoint_step is for --mode=eval and", True),
+    ([W, DIGITS, "--checkpoint_step", "best"], "training resumes from the newest", False),
+    ([W, DIGITS, "--output=x"], "--output is for --mode=predict", False),
+    ([W, "--mode=eval", "--images=x.png"], "--images is for --mode=predict", False),
+    ([W, DIGITS, "--num_processes=2"], "--num_processes is for multi-process runs", True),
+    ([W, DIGITS, "--process_id=0"], "--process_id is for multi-process runs", False),
+    ([W, DIGITS, "--coordinator_address=h:1"], "--coordinator_address is for multi-", False),
+    ([W, DIGITS, "--distributed_timeout=5"], "--distributed_timeout is for multi-", False),
+    ([W, DIGITS, "--distributed", "--num_processes=0"], "--num_processes=0 must be >= 1", False),
+    ([W, DIGITS, "--distributed", "--process_id=-1"], "--process_id=-1 must be >= 0", False),
+    (
+        [W, DIGITS, "--distributed", "--num_processes=2", "--process_id=2"],
+        "--process_id=2 must be < --num_processes=2 (process ids run from 0 to 1)",
+        True,
+    ),
+    ([W, DIGITS, "--distributed", "--distributed_timeout=0"], "must be in [1, 86400]", False),
+    *[
+        (
+            [W, DIGITS, "--distributed", f"--coordinator_address={address}"],
+            f"--coordinator_address={address} is not HOST:PORT",
+            whole,
+        )
+        for address, whole in [
+            ("localhost", True),
+            ("localhost:0", False),
+            (":1234", False),
+            ("h:65536", False),
+            ("h:12a", False),
+            ("::1:80", False),
+            ("[::1:80", False),
+            ("a b:80", False),
+        ]
+    ],  # fmt: skip
 ]
 
 
@@ -374,3 +408,130 @@ def test_a_config_typo_stops_every_mode_before_any_data_or_workdir(tmp_path):
         assert line.startswith("error: unknown model.name 'resnt50'; choose one of")
         assert "(did you mean 'resnet50'?)" in line
     assert not workdir.exists()
+
+
+def test_distributed_flags_that_name_a_valid_run_pass_the_door():
+    from jaxgan import command_line
+    from jaxgan.main import VALUE_FLAGS
+
+    for address in ("localhost:1234", "10.0.0.1:65535", "[::1]:80", "host-0.cluster:1"):
+        command_line.prepare(
+            [W, DIGITS, "--distributed", f"--coordinator_address={address}",
+             "--num_processes=2", "--process_id=1", "--distributed_timeout=5"],
+            VALUE_FLAGS,
+        )  # fmt: skip
+    command_line.prepare([W, "--mode=eval", "--checkpoint_step=best"], VALUE_FLAGS)
+    command_line.prepare([W, "--mode=predict", "--images=a.png", "--output=o"], VALUE_FLAGS)
+
+
+@pytest.mark.parametrize("process_id", [0, 1])
+def test_a_coordinator_or_peer_that_never_answers_ends_in_the_timeout_with_one_line(
+    tmp_path, process_id
+):
+    """Process 1 against a port nobody listens on; process 0 whose peer never starts."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    args = [sys.executable, "-m", "jaxgan.main", f"--workdir={tmp_path}", DIGITS,
+            "--distributed", f"--coordinator_address=localhost:{port}", "--num_processes=2",
+            f"--process_id={process_id}", "--distributed_timeout=2"]  # fmt: skip
+    started = time.time()
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    took = time.time() - started
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-3000:]
+    assert f"localhost:{port}" in lines[0] and "2 processes" in lines[0]
+    assert "within 2 s" in lines[0] and "--distributed_timeout" in lines[0]
+    assert took < 60, took  # the default would have waited minutes
+    assert not os.listdir(tmp_path)  # nothing written before every process joined
+
+
+@pytest.mark.slow
+def test_a_second_run_on_a_busy_workdir_is_refused_in_one_line(trained, data_dir, tmp_path):
+    """Two trainings (or a training and an evaluation) on one workdir at once: the second is
+    refused in one line naming the first's pid and host, and the first runs on alone."""
+    import socket
+
+    workdir = str(tmp_path / "busy")
+    first = subprocess.Popen(
+        command(workdir, data_dir, "--config.schedule.adversarial_steps=100000"),
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    try:
+        deadline = time.time() + 300
+        while not (
+            os.path.isfile(metrics) and os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
+        ):
+            assert time.time() < deadline and first.poll() is None, "the first run did not start"
+            time.sleep(0.1)
+        for extra in ([], ["--mode=eval"]):
+            code, _, stderr = run(command(workdir, data_dir, *extra))
+            lines = stderr.strip().splitlines()
+            assert code != 0 and len(lines) == 1, stderr[-3000:]
+            assert lines[0].startswith(f"error: --workdir={workdir} is in use: training ")
+            assert f"(pid {first.pid} on host {socket.gethostname()}" in lines[0]
+        assert first.poll() is None  # the first run goes on
+    finally:
+        first.kill()
+        first.wait()
+    with open(metrics) as f:
+        events = [json.loads(line).get("event") for line in f]
+    assert events.count("start") == 1  # one run's records only
+
+
+def test_eval_refuses_an_unwritable_eval_json_before_restoring_anything(tmp_path):
+    workdir = tmp_path / "run"
+    (workdir / "checkpoints" / "7").mkdir(parents=True)  # never read: refused before
+    (workdir / "eval.json").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "jaxgan.main", "--mode=eval", f"--workdir={workdir}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr[-3000:]
+    assert lines[0] == (
+        f"error: --workdir: {workdir}/eval.json is a folder, where a file is to be written; "
+        "move it or choose another --workdir"
+    )
+
+
+def test_training_refuses_a_folder_where_metrics_go_before_any_data(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from tiny_run import tiny_config
+
+    from jaxgan import train
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    workdir = tmp_path / "run"
+    (workdir / "metrics.jsonl").mkdir(parents=True)
+    with pytest.raises(ValueError) as error:  # the data_dir below a file: never reached
+        train.train_and_evaluate(tiny_config(str(blocker / "tfds")), str(workdir))
+    assert str(error.value) == (
+        f"--workdir: {workdir}/metrics.jsonl is a folder, where a file is to be written; move "
+        "it or choose another --workdir"
+    )
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_during_a_save_ends_the_run_with_one_line(trained, data_dir, tmp_path):
+    """Room for the first checkpoints, not for all: the run stops with its one line, and
+    nothing after it (Orbax's background writes fail too, each with a traceback)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(disk)],
+                             capture_output=True)  # fmt: skip
+    if mounted.returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root): " + mounted.stderr.decode().strip())
+    try:
+        code, _, stderr = run(command(str(disk / "run"), data_dir))
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+    lines = stderr.strip().splitlines()
+    assert code == 1 and lines[-1].startswith("error: disk full while saving step"), stderr[-3000:]
+    assert "a rerun resumes from step" in lines[-1]
+    assert "Traceback" not in stderr and "RESOURCE_EXHAUSTED" not in stderr, stderr[-3000:]

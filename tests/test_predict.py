@@ -243,3 +243,105 @@ def test_a_damaged_newest_checkpoint_names_the_step_that_would_work(saved, tmp_p
     message = str(error.value)
     assert "step 5" in message and "--checkpoint_step=0" in message and "\n" not in message
     assert evaluate.load_classifier(workdir, step=0).step == 0
+
+
+# --- the walk of folders and globs: symlink loops, a bound on the count ----------------------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+
+def looping_folder(root):
+    """A folder whose sub-folders link back to it (twice, so a walk that follows them goes
+    down 2^depth paths), one linked folder outside it, and three images in all."""
+    folder, outside = root / "loops", root / "outside"
+    (folder / "sub").mkdir(parents=True)
+    outside.mkdir()
+    for path in (folder / "a.png", folder / "sub" / "b.png", outside / "c.png"):
+        Image.new("RGB", (4, 4)).save(path)
+    os.symlink(".", folder / "self1")
+    os.symlink(".", folder / "self2")
+    os.symlink("..", folder / "sub" / "up")
+    os.symlink(outside, folder / "linked")
+    return folder
+
+
+def test_globs_and_folders_follow_links_but_not_into_loops(tmp_path):
+    """Run in a child process: a walk that loops would never end and fill the memory."""
+    folder = looping_folder(tmp_path)
+    code = (
+        "import json, os, sys; from jaxgan.predict import expand_paths\n"
+        "out = {spec: sorted(os.path.realpath(f) for f in expand_paths([spec])[0])\n"
+        "       for spec in sys.argv[1:]}\n"
+        "print(json.dumps(out))"
+    )
+    specs = [f"{folder}/**/*.png", str(folder), f"{folder}/*/*.png"]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, *specs], cwd=ROOT, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("expand_paths did not finish in 60 s: it follows the links round the loop")
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    real = os.path.realpath
+    everything = sorted(
+        real(p) for p in (folder / "a.png", folder / "sub" / "b.png", tmp_path / "outside/c.png")
+    )
+    assert found[specs[0]] == everything  # ** follows the link to `outside`, once
+    assert found[specs[1]] == everything  # so does a folder's walk
+    assert found[specs[2]] == everything  # */ : sub/b.png, linked/c.png and self*/a.png
+
+
+def test_more_files_than_the_limit_is_refused_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(predict, "MAX_PATHS", 3)
+    for i in range(5):
+        Image.new("RGB", (4, 4)).save(tmp_path / f"{i}.png")
+    for specs in ([str(tmp_path)], [str(tmp_path / "*.png")], [str(tmp_path / "**")]):
+        with pytest.raises(ValueError, match="more than 3 files") as error:
+            predict.expand_paths(specs)
+        assert "\n" not in str(error.value) and "--images" in str(error.value)
+    three = [str(tmp_path / f"{i}.png") for i in range(3)]
+    assert predict.expand_paths(three)[0] == three  # at the limit: fine
+
+
+# --- outputs: a folder means a folder, and it is checked before any work ---------------------
+
+
+def test_output_names_a_prefix_or_a_folder(tmp_path):
+    workdir = str(tmp_path / "run")
+    assert predict.output_prefix(None, workdir) == os.path.join(workdir, "predictions")
+    assert predict.output_prefix(str(tmp_path / "out" / "pred"), workdir) == str(
+        tmp_path / "out" / "pred"
+    )
+    folder = os.path.join(str(tmp_path / "new"), "")  # trailing slash: a folder, made if new
+    assert predict.output_prefix(folder, workdir) == str(tmp_path / "new" / "predictions")
+    assert predict.output_prefix(str(tmp_path), workdir) == str(tmp_path / "predictions")
+
+
+def test_output_to_a_folder_writes_predictions_files_there(saved, tmp_path):
+    out = os.path.join(str(tmp_path / "results"), "")
+    predict.run_predict(saved["workdir"], [str(saved["images"] / "t_rgb.png")], output=out)
+    assert sorted(os.listdir(tmp_path / "results")) == ["predictions.csv", "predictions.jsonl"]
+
+
+@pytest.mark.parametrize("blocked", ["a file on the path", "a folder where the CSV goes"])
+def test_an_unwritable_output_is_refused_before_the_model_or_any_image(
+    tmp_path, monkeypatch, blocked
+):
+    def never(*args, **kwargs):
+        pytest.fail("the model was restored or an image read before the output was checked")
+
+    monkeypatch.setattr(evaluate, "load_classifier", never)
+    monkeypatch.setattr(predict, "expand_paths", never)
+    if blocked == "a file on the path":
+        (tmp_path / "a_file").write_text("")
+        output, expected = str(tmp_path / "a_file" / "pred"), "a_file is a file, not a folder"
+    else:
+        (tmp_path / "pred.csv").mkdir()
+        output, expected = str(tmp_path / "pred"), "pred.csv is a folder"
+    with pytest.raises(ValueError) as error:
+        predict.run_predict(str(tmp_path / "run"), ["x.png"], output=output)
+    assert "--output" in str(error.value) and expected in str(error.value)
+    assert "\n" not in str(error.value)

@@ -7,6 +7,7 @@ bad image files, and prepares the records.
 
 import os
 
+from jaxgan import outputs
 from jaxgan.data.custom import labels_file
 from jaxgan.data.custom.naming import VERSION, config_name
 from jaxgan.data.datasets import Source, open_source
@@ -117,7 +118,22 @@ def _check_splits(data_config, builder) -> None:
 
 
 def prepare(data_config, path: str, side: int) -> None:
-    """Builds the TFDS copy of the images if needed and prepares its records."""
+    """Builds the TFDS copy of the images if needed and prepares its records. One process at a
+    time: another one preparing the same records (a second training started with the same
+    data) is waited for, and what it prepared is used."""
+    from jaxgan.data import records
+
+    builder = make_builder(data_config)
+    if not builder.is_prepared():
+        _check_splits(data_config, builder)  # its refusals come before anything is written
+    dataset = f"{builder.name}/{builder.builder_config.name}"
+    with outputs.exclusive(path + ".lock", f"a build of {dataset}", f"another build of {dataset}"):
+        if records.has_index(path):  # prepared by the process waited for
+            return
+        _build_and_write(data_config, path, side)
+
+
+def _build_and_write(data_config, path: str, side: int) -> None:
     import tensorflow_datasets as tfds
     from absl import logging
 
@@ -126,7 +142,6 @@ def prepare(data_config, path: str, side: int) -> None:
 
     builder = make_builder(data_config)
     if not builder.is_prepared():
-        _check_splits(data_config, builder)
         logging.info("building %s/%s in %s", builder.name, builder.builder_config.name,
                      builder.data_dir)  # fmt: skip
         try:
