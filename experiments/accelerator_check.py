@@ -120,7 +120,7 @@ def compiled_rate(run, phase: str, count: int) -> tuple[float, float]:
     start = 0 if phase == "supervised" else config.schedule.supervised_steps
     item = next(train.step_batches(config, run.source, start))
     _, inputs = train.to_devices(run, item)
-    step = run.supervised_step if phase == "supervised" else run.adversarial_step
+    step = run.compiled.supervised if phase == "supervised" else run.compiled.adversarial
     if phase == "adversarial":
         run.state = train.take_feature_extractor_if_due(run.state, run.mesh)
     first = time.perf_counter()

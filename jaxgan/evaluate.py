@@ -115,7 +115,7 @@ class Classifier:
         images = parallel.to_global(images, self.data_sharding)
         return parallel.to_host_local(self._forward(variables, images))
 
-    def predict_array(self, images: np.ndarray) -> np.ndarray:
+    def score_images(self, images: np.ndarray) -> np.ndarray:
         """Probabilities for any number of images (one process), in batches padded to size."""
         out = []
         for start in range(0, len(images), self.local_batch_size):

@@ -207,7 +207,7 @@ def predict_files(
 
     def flush():
         if batch:
-            scores.append(classifier.predict_array(np.stack(batch)))
+            scores.append(classifier.score_images(np.stack(batch)))
             kept.extend(names)
             batch.clear()
             names.clear()

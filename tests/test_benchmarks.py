@@ -167,8 +167,9 @@ def test_input_pipeline(tmp_path):
         "--batch_size=2",
         out=tmp_path / "pipeline",
     )
-    assert [(r["mode"], r["cores"]) for r in numbers["rows"]] == [("train", 1), ("eval", 1)]
-    assert "| paper augmentation | 1 |" in table
+    assert [(r["mode"], r["cores"]) for r in numbers["rows"]] == [("prepare", 1)]
+    assert numbers["rows"][0]["images_per_s"] > 0
+    assert "| decode + square resize (preparation) | 1 |" in table
 
 
 def test_input_cpu(tmp_path, data_dir):
