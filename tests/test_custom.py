@@ -431,6 +431,7 @@ def test_empty_splits_get_advice_that_works(tmp_path):
         custom.make_source(config(tmp_path, image_dir, labels))
 
 
+@pytest.mark.slow  # two builds in two processes, the first slowed down
 def test_two_builds_of_one_dataset_at_once_build_it_once(tmp_path):
     """Two processes (two trainings started together) preparing one dataset into one data_dir:
     the first builds (slowed down here, so that the second starts while it does), the second

@@ -405,8 +405,11 @@ class TestEmbedded:
     """README's quick start and commands, and docs/usage.md's, on the embedded data."""
 
     def test_commands(self, folder):
-        out = {}
+        out, ran = {}, {}
         for command in GROUPS["embedded"]:
+            if runnable(command) in ran:  # the same tiny form as an earlier command's
+                out[command] = ran[runnable(command)]
+                continue
             if "more/*.jpg" in command:  # the full predict form: a glob of other images
                 from PIL import Image
 
@@ -414,7 +417,7 @@ class TestEmbedded:
                 Image.open(os.path.join(folder, "scenes", "test_0.png")).save(
                     os.path.join(folder, "more", "scene.jpg")
                 )
-            out[command] = run(folder, command)
+            out[command] = ran[runnable(command)] = run(folder, command)
         quick_start = out[README_QUICK_START]
         assert "[supervised] bce=" in quick_start and "[adversarial]" in quick_start
         assert "test metrics after step 4" in quick_start
