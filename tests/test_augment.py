@@ -147,6 +147,11 @@ def test_train_batch_is_keyed_by_seed_epoch_and_position_alone():
             not np.array_equal(stacked[i, j], other[i, j]) for i in range(2) for j in range(6)
         ]
         assert sum(differs) >= 8
+    # One image at every position of an epoch: each position draws its own augmentation
+    # (50 crops and flips to draw from).
+    same = {**batch, "image": np.broadcast_to(images[:1, :1], images.shape).copy()}
+    outputs = np.asarray(augment.train_batch(same, t, seed=7)["image"]).reshape(12, -1)
+    assert len({row.tobytes() for row in outputs}) >= 6
 
 
 def test_check_choices_rejects_unknown_names():
