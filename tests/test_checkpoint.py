@@ -1,3 +1,5 @@
+import shutil
+
 import chex
 import flax.serialization
 import jax
@@ -377,11 +379,20 @@ HOSTILE_META = [
 ]
 
 
+@pytest.fixture(scope="module")
+def one_checkpoint(tmp_path_factory):
+    """A workdir with one checkpoint of NAMED's metadata, for the tests to copy and damage."""
+    workdir = tmp_path_factory.mktemp("saved")
+    save_steps(workdir, [None], meta=NAMED)
+    return workdir
+
+
 @pytest.mark.parametrize("content, expected", HOSTILE_META)
 def test_hostile_metadata_is_refused_in_one_line_naming_the_checkpoint_and_field(
-    tmp_path, content, expected
+    one_checkpoint, tmp_path, content, expected
 ):
-    save_steps(tmp_path, [None], meta=NAMED)
+    tmp_path = tmp_path / "run"
+    shutil.copytree(one_checkpoint, tmp_path)
     with_meta(tmp_path, content)
     with pytest.raises(CheckpointError) as error:
         Checkpointer(str(tmp_path), read_only=True).read_meta(1)

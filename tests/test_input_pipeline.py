@@ -141,6 +141,7 @@ def test_the_in_memory_cache_leaves_the_stream_as_it_is(source, data_config):
                 np.testing.assert_array_equal(x[key], y[key])
 
 
+@pytest.mark.slow  # worker processes
 def test_worker_processes_read_the_same_stream(source, data_config):
     plain = take(input_pipeline.train_batches(source, data_config, BATCH, 6, 3), 3)
     workers = _with(data_config, num_workers=2)

@@ -62,6 +62,7 @@ def _probe(mode: str) -> dict:
 
 
 @glibc_only
+@pytest.mark.slow  # two probe processes
 def test_configured_steps_reuse_their_temporary_buffer():
     default = _probe("default")
     if default["median_faults_per_call"] < BUFFER_PAGES / 2:

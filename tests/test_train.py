@@ -95,6 +95,7 @@ def test_a_refused_resume_is_refused_before_the_run_is_built(trained, tmp_path, 
             train.train_and_evaluate(other, str(tmp_path))
 
 
+@pytest.mark.slow  # three tiny trainings
 def test_the_supervised_phase_may_be_extended_only_where_that_is_exact(trained, tmp_path):
     """`extends_supervised_phase` (the seed table's no-critic arms): a run that ended its
     supervised phase continues into a longer one and ends where a run of that length trained
@@ -120,6 +121,7 @@ def test_the_supervised_phase_may_be_extended_only_where_that_is_exact(trained, 
         train.train_and_evaluate(longer, str(past), extends_supervised_phase=True)
 
 
+@pytest.mark.slow  # a training and two evaluations
 def test_a_command_checks_its_config_once(trained, tmp_path, monkeypatch):
     """The config is checked at the door (training's, evaluation's), and trusted below it."""
     from jaxgan import config_check, evaluate

@@ -166,6 +166,7 @@ def test_load_pretrained_on_an_unconverted_directory_says_how_to_convert(tmp_pat
         load_pretrained(str(tmp_path), fresh, "resnet18")
 
 
+@pytest.mark.slow  # command-line processes
 def test_converter_and_loader_run_without_torch_or_tensorflow(resnet18_file, tmp_path):
     """Accelerator hosts have neither: both are made unimportable in a fresh interpreter."""
     folder, _ = resnet18_file
@@ -193,6 +194,7 @@ def test_converter_and_loader_run_without_torch_or_tensorflow(resnet18_file, tmp
 # Hostile files: one line, exit status 1, no traceback
 
 
+@pytest.mark.slow  # command-line processes
 def test_hostile_pth_is_one_line_through_python_m_jaxgan_convert(tmp_path):
     """The command line itself, in a fresh interpreter: a negative storage offset."""
     payload = wf.tensor_pickle("FloatStorage", "0", 4, -100, (2,), (100,))

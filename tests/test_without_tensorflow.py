@@ -8,9 +8,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from jaxgan.data.datasets import get_source
+
+pytestmark = pytest.mark.slow  # a whole run in another process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
