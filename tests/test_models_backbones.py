@@ -20,7 +20,12 @@ def _size(name):
     return GENERATORS[name].min_image_size if GENERATORS[name].min_image_size > 1 else 64
 
 
-CASES = [(name, PRETRAINED_WIDTH) for name in sorted(GENERATORS)] + [
+# The deepest backbones at full width trace for seconds: the whole suite checks them.
+FULL_SIZE = ("resnet101", "resnet152", "inception_v3")
+CASES = [
+    pytest.param(name, PRETRAINED_WIDTH, marks=[pytest.mark.slow] if name in FULL_SIZE else [])
+    for name in sorted(GENERATORS)
+] + [
     (name, 16)
     for name in ("resnet_small", "resnet50")  # features scale with the width
 ]

@@ -392,6 +392,7 @@ def run_on(devices, ctx):
     return jax.device_get((state, metrics, probs))
 
 
+@pytest.mark.slow  # the steps compiled for two meshes
 def test_one_device_and_four_devices_agree():
     assert jax.device_count() >= 4, "conftest forces four CPU devices"
     # SGD, not Adam: Adam's first steps are ±lr whatever the gradient's size, which turns a
