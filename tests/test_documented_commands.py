@@ -236,6 +236,9 @@ COMMANDS = {
     "--batch_size=16 --rounds=5 --iters=2 --out=benchmarks/results/compare_torch_cpu": Covered(
         BENCHMARKS + "test_torch_baseline"
     ),
+    "python benchmarks/steps.py --startup --iters=3 --out=benchmarks/results/startup_cpu": Covered(
+        BENCHMARKS + "test_steps_startup"
+    ),
     "python benchmarks/torch_baseline.py --model=resnet18 --image_size=112 --batch_size=16 "
     "--out=benchmarks/results/torch_reference_resnet18_cpu": Covered(
         BENCHMARKS + "test_torch_baseline"
