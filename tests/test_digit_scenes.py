@@ -152,3 +152,88 @@ def test_unknown_builder_config_is_named(tmp_path):
     )
     with pytest.raises(ValueError, match="huge"):
         digit_scenes.make_source(config)
+
+
+LEVEL_IMAGES = 1500  # per level: enough for the statistics below, a few seconds each
+
+
+@pytest.fixture(scope="module")
+def levels():
+    return {
+        level: ds.generate_split("validation", LEVEL_IMAGES, dependency=level)
+        for level in ds.DEPENDENCIES
+    }
+
+
+def _rendering_counts(data):
+    """[L, renderings]: how many objects of each class were drawn with each rendering."""
+    counts = np.zeros((ds.NUM_LABELS, len(ds.RENDERINGS)), int)
+    present = data["object_label"] >= 0
+    np.add.at(counts, (data["object_label"][present], data["rendering"][present]), 1)
+    return counts
+
+
+def test_scenes_level_is_the_default_data(levels):
+    default = ds.generate_split("validation", LEVEL_IMAGES)
+    for key, value in default.items():
+        np.testing.assert_array_equal(levels["scenes"][key], value)
+
+
+@pytest.mark.parametrize("level", ["shuffled", "half", "strong"])
+def test_levels_keep_label_frequencies_and_difficulty(levels, level):
+    scenes, data = levels["scenes"], levels[level]
+    # The same count of every class, and of every class in every rendering: exactly.
+    np.testing.assert_array_equal(data["labels"].sum(0), scenes["labels"].sum(0))
+    np.testing.assert_array_equal(data["hard"].sum(0), scenes["hard"].sum(0))
+    np.testing.assert_array_equal(_rendering_counts(data), _rendering_counts(scenes))
+    assert data["labels"].sum() == scenes["labels"].sum()  # labels per image on average
+    # Still what the images show: 2-4 distinct digits, labels and hard flags from the objects.
+    assert data["labels"].sum(1).min() >= 2 and data["labels"].sum(1).max() <= ds.MAX_OBJECTS
+    for n in range(0, LEVEL_IMAGES, 97):
+        count = int((data["object_label"][n] >= 0).sum())
+        assert sorted(data["object_label"][n, :count]) == np.flatnonzero(data["labels"][n]).tolist()
+        hard = data["object_label"][n, :count][data["rendering"][n, :count] > 0]
+        assert sorted(hard) == np.flatnonzero(data["hard"][n]).tolist()
+    assert not np.array_equal(data["labels"], scenes["labels"])  # something did move
+
+
+def test_levels_order_the_dependency(levels):
+    summary = {level: ds.dependency_summary(data["labels"]) for level, data in levels.items()}
+    given = [summary[level]["p_comp_given_ctx"] for level in ds.DEPENDENCIES]
+    assert (
+        given == sorted(given) and given[-1] - given[0] > 0.5
+    )  # shuffled < half < scenes < strong
+    for level in ds.DEPENDENCIES:  # the companions' own frequency never changes
+        assert summary[level]["p_comp"] == pytest.approx(summary["scenes"]["p_comp"])
+    # Shuffled: a scene's context no longer makes its companion likelier, nor reveals a hidden
+    # one; strong: the companion joins its context more often and appears less elsewhere.
+    assert summary["shuffled"]["p_comp_given_ctx"] < summary["shuffled"]["p_comp"]
+    shuffled = ds.label_statistics(levels["shuffled"]["labels"], levels["shuffled"]["hard"])
+    assert all(s["p_ctx_given_hard_comp"] < 0.2 for s in shuffled["scenes"])
+    strong = summary["strong"]
+    assert strong["p_comp_given_ctx"] > summary["scenes"]["p_comp_given_ctx"] + 0.15
+    assert strong["p_comp_given_not_ctx"] < summary["scenes"]["p_comp_given_not_ctx"]
+    assert summary["shuffled"]["pair_dependence"] < summary["scenes"]["pair_dependence"]
+
+
+def test_rewiring_is_deterministic_and_leaves_its_input():
+    objects = [[(2, 0), (5, 0), (7, 1)], [(3, 0), (8, 0)], [(1, 0), (9, 0), (4, 0), (6, 2)]] * 20
+    copy = [list(image) for image in objects]
+    first = ds.rewire(objects, "shuffled", np.random.default_rng(0))
+    assert objects == copy
+    assert first == ds.rewire(objects, "shuffled", np.random.default_rng(0))
+    assert [len(image) for image in first] == [len(image) for image in objects]
+    with pytest.raises(ValueError, match="unknown dependency"):
+        ds.generate_split("test", 10, dependency="independent")
+
+
+def test_each_level_builds_a_small_config(tmp_path):
+    config = ml_collections.ConfigDict(
+        {"data_dir": str(tmp_path), "builder_config": "strong_small"}
+    )
+    source = digit_scenes.make_source(config)
+    assert source.builder.builder_config.dependency == "strong"
+    assert source.num_examples("train") == 400
+    assert {ds.builder_config_name(level, small=True) for level in ds.DEPENDENCIES} <= set(
+        ds.Builder.builder_configs
+    )

@@ -7,7 +7,9 @@ scikit-learn's `load_digits`; no download. Ten labels, the digits "0".."9"; each
 Splits. Each class's scans are permuted with the seed and cut 60/20/20 into train (1,078
 scans), validation (360) and test (359) pools; a split's images use only its own pool, so no
 scan is shared between splits. Default sizes: 8,000 / 2,000 / 2,000 images (builder config
-"small": 400 / 200 / 200, a prefix of each default split).
+"small": 400 / 200 / 200, a prefix of each default split). Builder configs "shuffled",
+"half" and "strong" (each also "_small") change only how labels depend on each other
+(`DEPENDENCIES`, below).
 
 Generating process, per image (one numpy Generator per split, examples drawn in order):
 1. Scene, uniformly among 7. Six structured scenes, like COCO's kitchen or street, each a pair
@@ -100,6 +102,21 @@ BACKGROUND_NOISE = 0.07
 SPLIT_NAMES = ("train", "validation", "test")
 SCAN_FRACTIONS = (0.6, 0.2, 0.2)  # of each class's scans, per split
 SPLIT_SIZES = {"train": 8000, "validation": 2000, "test": 2000}
+SMALL_SPLIT_SIZES = {"train": 400, "validation": 200, "test": 200}
+
+# How strongly labels depend on each other (builder configs, `rewire`): the scenes' objects are
+# drawn as above, then moved between images of the split before any image is rendered.
+# An object moves with its rendering, so every level has the same count of each class and of
+# each (class, rendering): the same label frequencies and difficulty mix, other label sets.
+#   shuffled:    objects swapped at random between all images (each keeps its object count):
+#                label sets as independent as images of two to four distinct digits allow
+#   half:        the same among a random half of the images; the other half keep their scene
+#   scenes:      the process above, unchanged (builder configs "default" and "small")
+#   strong:      companions gathered to their context: each image with both context digits of
+#                a scene but not its companion takes one from an image that has it without
+#                that context (and needs it for no other scene's context)
+DEPENDENCIES = ("shuffled", "half", "scenes", "strong")
+SWAP_SWEEPS = 20  # random swaps proposed per object, for shuffled and half
 
 
 def load_scans():
@@ -146,18 +163,108 @@ def _sample_objects(rng: np.random.Generator):
     return scene, objects
 
 
-def generate_split(split: str, num_examples: int, seed: int = SEED) -> dict[str, np.ndarray]:
+def generate_split(
+    split: str, num_examples: int, seed: int = SEED, dependency: str = "scenes"
+) -> dict[str, np.ndarray]:
     """Generates `num_examples` scenes of `split` from that split's scan pool only.
 
-    Examples are drawn one after another from one seeded generator, so a smaller
-    `num_examples` gives a prefix of a larger one. Returns numpy arrays:
-    image uint8 [N, S, S, 3]; labels, hard uint8 [N, L]; scene int64 [N];
-    and per object slot (padded with -1 to MAX_OBJECTS) object_label, source_id,
-    rendering int64 [N, 4] and bbox int64 [N, 4, 4] (ymin, xmin, ymax, xmax; pixels, exclusive).
+    With `dependency="scenes"` examples are drawn one after another from one seeded generator,
+    so a smaller `num_examples` gives a prefix of a larger one. Another level of `DEPENDENCIES`
+    draws those scenes' objects, rewires them across the whole split (`rewire`) and renders the
+    images from the rewired objects (no longer a prefix). Returns numpy arrays:
+    image uint8 [N, S, S, 3]; labels, hard uint8 [N, L]; scene int64 [N] (the scene each
+    image's objects were drawn for); and per object slot (padded with -1 to MAX_OBJECTS)
+    object_label, source_id, rendering int64 [N, 4] and bbox int64 [N, 4, 4] (ymin, xmin,
+    ymax, xmax; pixels, exclusive).
     """
+    if dependency not in DEPENDENCIES:
+        raise ValueError(f"unknown dependency {dependency!r}; choose one of {DEPENDENCIES}")
+    drawn = _render(split, num_examples, seed)
+    if dependency == "scenes":
+        return drawn
+    objects = [
+        [(int(d), int(r)) for d, r in zip(labels, renderings, strict=True) if d >= 0]
+        for labels, renderings in zip(drawn["object_label"], drawn["rendering"], strict=True)
+    ]
+    stream = [seed, 1 + SPLIT_NAMES.index(split), 1 + DEPENDENCIES.index(dependency)]
+    rewired = rewire(objects, dependency, np.random.default_rng(stream))
+    return _render(split, num_examples, seed, drawn["scene"], rewired, stream)
+
+
+def rewire(objects: list, dependency: str, rng: np.random.Generator) -> list:
+    """The objects [(digit, rendering), ...] of each image, moved between images as the
+    `dependency` level says (`DEPENDENCIES`); a new list, the input untouched. Every level
+    keeps each digit's and each (digit, rendering)'s count over the split."""
+    objects = [list(image) for image in objects]
+    if dependency == "shuffled":
+        _swap_at_random(objects, range(len(objects)), rng)
+    elif dependency == "half":
+        _swap_at_random(objects, rng.permutation(len(objects))[: len(objects) // 2].tolist(), rng)
+    elif dependency == "strong":
+        _gather_companions(objects, rng)
+    elif dependency != "scenes":
+        raise ValueError(f"unknown dependency {dependency!r}; choose one of {DEPENDENCIES}")
+    return objects
+
+
+def _swap_at_random(objects: list, images, rng: np.random.Generator) -> None:
+    """Swaps objects between random pairs of `images` (in place), `SWAP_SWEEPS` proposals per
+    object; a swap that would put a digit twice in one image is skipped. Each image keeps its
+    number of objects and each object its rendering (swap randomisation with fixed margins)."""
+    slots = [(n, s) for n in images for s in range(len(objects[n]))]
+    if len(slots) < 2:
+        return
+    digits = {n: {d for d, _ in objects[n]} for n in images}
+    for i, j in rng.integers(len(slots), size=(SWAP_SWEEPS * len(slots), 2)).tolist():
+        (a, s), (b, t) = slots[i], slots[j]
+        da, db = objects[a][s][0], objects[b][t][0]
+        if da in digits[b] or db in digits[a]:  # also a == b, and da == db
+            continue
+        objects[a][s], objects[b][t] = objects[b][t], objects[a][s]
+        digits[a].remove(da)
+        digits[a].add(db)
+        digits[b].remove(db)
+        digits[b].add(da)
+
+
+def _gather_companions(objects: list, rng: np.random.Generator) -> None:
+    """For each scene in turn (in place): every image with both its context digits, without its
+    companion and with a free cell takes the companion from a random image that has it
+    without that context, keeps at least two objects after giving it, and does not need it
+    for another scene's context present there."""
+
+    def digits(n):
+        return {d for d, _ in objects[n]}
+
+    for context, companion in SCENES:
+        needing = [
+            n
+            for n in range(len(objects))
+            if set(context) <= digits(n)
+            and companion not in digits(n)
+            and len(objects[n]) < MAX_OBJECTS
+        ]
+        giving = [
+            n
+            for n in range(len(objects))
+            if companion in digits(n)
+            and not set(context) <= digits(n)
+            and len(objects[n]) > 2
+            and not any(companion in c and set(c) <= digits(n) for c, _ in SCENES)
+        ]
+        needing = [needing[k] for k in rng.permutation(len(needing))]
+        giving = [giving[k] for k in rng.permutation(len(giving))]
+        for taker, giver in zip(needing, giving, strict=False):
+            slot = next(s for s, (d, _) in enumerate(objects[giver]) if d == companion)
+            objects[taker].append(objects[giver].pop(slot))
+
+
+def _render(split, num_examples, seed, scenes=None, objects=None, stream=None):
+    """Draws (or, with `objects`, takes) each image's objects and renders it: see
+    `generate_split`. `scenes` and `objects` come together, with their own random `stream`."""
     scans, targets = load_scans()
     pools = scan_pools(targets, seed)[split]
-    rng = np.random.default_rng([seed, 1 + SPLIT_NAMES.index(split)])
+    rng = np.random.default_rng(stream or [seed, 1 + SPLIT_NAMES.index(split)])
     glyph_cache = {}
     out = {
         "image": np.zeros((num_examples, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8),
@@ -170,11 +277,14 @@ def generate_split(split: str, num_examples: int, seed: int = SEED) -> dict[str,
         "bbox": np.full((num_examples, MAX_OBJECTS, 4), -1, np.int64),
     }
     for n in range(num_examples):
-        scene, objects = _sample_objects(rng)
+        if objects is None:
+            scene, image_objects = _sample_objects(rng)
+        else:
+            scene, image_objects = int(scenes[n]), objects[n]
         background = rng.uniform(0.0, 0.3, size=3).astype(np.float32)
         canvas = np.broadcast_to(background, (IMAGE_SIZE, IMAGE_SIZE, 3)).copy()
         cells = rng.permutation(MAX_OBJECTS)
-        for slot, (digit, rendering) in enumerate(objects):
+        for slot, (digit, rendering) in enumerate(image_objects):
             scan = int(rng.choice(pools[digit]))
             size = int(rng.choice(SMALL_SIZES if RENDERINGS[rendering] == "small" else EASY_SIZES))
             lo, hi = FAINT_CONTRAST if RENDERINGS[rendering] == "faint" else EASY_CONTRAST
@@ -207,8 +317,8 @@ def generate_split(split: str, num_examples: int, seed: int = SEED) -> dict[str,
             out["source_id"][n, slot] = scan
             out["rendering"][n, slot] = rendering
             out["bbox"][n, slot] = (top, left, top + size, left + size)
-        if len(objects) < MAX_OBJECTS and rng.random() < PATCH_PROB:
-            cell = cells[len(objects)]
+        if len(image_objects) < MAX_OBJECTS and rng.random() < PATCH_PROB:
+            cell = cells[len(image_objects)]
             height, width = rng.integers(5, 12, size=2)
             top = CELL * (cell // 2) + int(rng.integers(CELL - height + 1))
             left = CELL * (cell % 2) + int(rng.integers(CELL - width + 1))
@@ -251,6 +361,30 @@ def label_statistics(labels: np.ndarray, hard: np.ndarray) -> dict:
     return stats
 
 
+def dependency_summary(labels: np.ndarray) -> dict:
+    """How strongly the multi-hot `labels` [N, L] depend on each other, in a few numbers: over
+    the six scenes, the mean P(companion | both context digits), P(companion | not both) and
+    P(companion); and over all ordered pairs i != j, the mean |P(j | i) - P(j)|."""
+    labels = labels.astype(bool)
+    by_scene = {"given_ctx": [], "given_not_ctx": [], "marginal": []}
+    for context, companion in SCENES:
+        ctx = labels[:, context[0]] & labels[:, context[1]]
+        by_scene["given_ctx"].append(labels[ctx, companion].mean())
+        by_scene["given_not_ctx"].append(labels[~ctx, companion].mean())
+        by_scene["marginal"].append(labels[:, companion].mean())
+    present = labels.astype(np.float64)
+    counts = present.sum(0)
+    conditional = (present.T @ present) / np.maximum(counts[:, None], 1)
+    off_diagonal = ~np.eye(labels.shape[1], dtype=bool)
+    gap = np.abs(conditional - present.mean(0)[None, :])[off_diagonal & (counts[:, None] > 0)]
+    return {
+        "p_comp_given_ctx": float(np.mean(by_scene["given_ctx"])),
+        "p_comp_given_not_ctx": float(np.mean(by_scene["given_not_ctx"])),
+        "p_comp": float(np.mean(by_scene["marginal"])),
+        "pair_dependence": float(gap.mean()),
+    }
+
+
 def format_statistics(stats: dict) -> str:
     """The statistics as the table in this module's docstring."""
     freq = [f"{d}: {f:.3f}" for d, f in enumerate(stats["label_frequency"])]
@@ -280,11 +414,43 @@ def format_statistics(stats: dict) -> str:
 
 @dataclasses.dataclass
 class DigitScenesConfig(tfds.core.BuilderConfig):
-    """Split sizes; every config runs the same generator (a smaller one is a prefix)."""
+    """Split sizes and the labels' dependency level (`DEPENDENCIES`). The "scenes" configs run
+    one generator (a smaller one is a prefix); another level rewires each split as a whole."""
 
     train: int = SPLIT_SIZES["train"]
     validation: int = SPLIT_SIZES["validation"]
     test: int = SPLIT_SIZES["test"]
+    dependency: str = "scenes"
+
+
+def builder_config_name(dependency: str, small: bool = False) -> str:
+    """The builder config of a dependency level: "default" / "small" for "scenes", else the
+    level's name (with "_small" for 400 / 200 / 200 images)."""
+    if dependency not in DEPENDENCIES:
+        raise ValueError(f"unknown dependency {dependency!r}; choose one of {DEPENDENCIES}")
+    if dependency == "scenes":
+        return "small" if small else "default"
+    return f"{dependency}_small" if small else dependency
+
+
+def _builder_configs() -> list[DigitScenesConfig]:
+    configs = []
+    for dependency in DEPENDENCIES:
+        for small in (False, True):
+            sizes = SMALL_SPLIT_SIZES if small else SPLIT_SIZES
+            what = "A prefix of each default split" if dependency == "scenes" else "Labels"
+            if dependency != "scenes":
+                what += f" rewired to dependency level {dependency!r}"
+            configs.append(
+                DigitScenesConfig(
+                    name=builder_config_name(dependency, small),
+                    description=f"{what}: {sizes['train']:,} / {sizes['validation']:,} / "
+                    f"{sizes['test']:,} images" + (", for tests." if small else "."),
+                    dependency=dependency,
+                    **sizes,
+                )
+            )
+    return configs
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -295,16 +461,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = {
         "1.0.0": "Initial release: 10 labels, 6 scenes + clutter, 8,000/2,000/2,000 images.",
     }
-    BUILDER_CONFIGS = [
-        DigitScenesConfig(name="default", description="8,000 / 2,000 / 2,000 images."),
-        DigitScenesConfig(
-            name="small",
-            description="A prefix of each default split (400 / 200 / 200), for tests.",
-            train=400,
-            validation=200,
-            test=200,
-        ),
-    ]
+    BUILDER_CONFIGS = _builder_configs()
     DEFAULT_CONFIG_NAME = "default"
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -337,7 +494,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         }
 
     def _generate_examples(self, split: str, num_examples: int):
-        data = generate_split(split, num_examples)
+        data = generate_split(split, num_examples, dependency=self.builder_config.dependency)
         for n in range(num_examples):
             count = int((data["object_label"][n] >= 0).sum())
             yield (
