@@ -55,6 +55,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.method.asl.gamma_pos = 0.0  # γ+, focusing of positives
     c.method.asl.clip = 0.05  # probability margin m: negatives with p < m cost nothing
     c.method.alpha = 10.0  # weight of the classification loss in the generator loss (Eq. 2)
+    # G's loss: "paper" = −E D(ŷ, x) + α·L_cls (Eq. 2); "scaled" = the same divided by α,
+    # L_cls − E D(ŷ, x)/α, which keeps the supervised phase's scale across the phase switch.
+    c.method.generator_loss = "paper"
     c.method.gp_weight = 10.0  # lambda, gradient-penalty scale (Eq. 4)
     c.method.beta = 0.9  # Gumbel-sigmoid inverse temperature, no annealing
     c.method.n_critic = 3  # critic updates per generator update
@@ -81,6 +84,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.optim.b1 = 0.9
     c.optim.b2 = 0.999
     c.optim.weight_decay = 0.0
+    # Start G's Adam state afresh (moments and step count) when the adversarial phase starts.
+    c.optim.reset_generator_moments = False
+    # G's learning rate falls linearly over the last generator_decay_steps updates of each
+    # phase, to generator_decay_to times itself at the phase's last update; 0 = constant.
+    c.optim.generator_decay_steps = 0
+    c.optim.generator_decay_to = 0.1
 
     # JAX's persistent compilation cache (jaxgan/runtime.py): "" turns it off.
     c.compilation_cache = ml_collections.ConfigDict()

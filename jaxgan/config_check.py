@@ -27,7 +27,7 @@ from jaxgan.choices import (
 )
 from jaxgan.data import augment
 from jaxgan.data.datasets import SOURCES
-from jaxgan.losses import ClassificationLoss
+from jaxgan.losses import GENERATOR_LOSSES, ClassificationLoss
 from jaxgan.models import DTYPES, GENERATORS, backbone, check_width
 from jaxgan.state import FEATURE_EXTRACTORS
 
@@ -97,6 +97,8 @@ RANGES = {
     "optim.b1": UNIT_HALF_OPEN,
     "optim.b2": UNIT_HALF_OPEN,
     "optim.weight_decay": AT_LEAST_0,
+    "optim.generator_decay_steps": AT_LEAST_0,
+    "optim.generator_decay_to": Interval(0, 1),
     "schedule.supervised_steps": AT_LEAST_0,
     "schedule.adversarial_steps": AT_LEAST_0,
     "schedule.log_every": AT_LEAST_0,
@@ -218,6 +220,7 @@ def _check_choices(config) -> None:
     _delegate(lambda: augment.check_choices(config.data))
     choose_one("method.feature_extractor", config.method.feature_extractor, FEATURE_EXTRACTORS)
     _delegate(lambda: ClassificationLoss.from_config(config.method))
+    choose_one("method.generator_loss", config.method.generator_loss, GENERATOR_LOSSES)
 
 
 def _check_ranges(config) -> None:
@@ -252,6 +255,11 @@ def _check_combinations(config, for_training: bool) -> None:
         raise ConfigError(
             "method.conditional=False needs method.negative_sampling=False: to a critic that "
             "sees no image, mismatched label sets are real ones (ablation d drops both)"
+        )
+    if method.generator_loss == "scaled" and not method.alpha > 0:
+        raise ConfigError(
+            "method.generator_loss='scaled' divides G's loss by method.alpha, which is 0; set "
+            "method.alpha > 0 or use generator_loss='paper'"
         )
     if method.straight_through and not method.gumbel:
         raise ConfigError(

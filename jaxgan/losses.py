@@ -139,9 +139,24 @@ def critic_loss(
     return -jnp.mean(real_scores) + fake + gp_weight * penalty
 
 
+# method.generator_loss: how G's loss combines the critic's score and the classification loss.
+# "paper": Eq. 2-3 as written. "scaled": the same divided by α, so that the loss (and its
+# gradient) keeps the supervised phase's scale when the adversarial phase starts.
+GENERATOR_LOSSES = ("paper", "scaled")
+
+
 def generator_loss(
-    generated_scores: jax.Array, classification_loss: jax.Array, alpha: float
+    generated_scores: jax.Array,
+    classification_loss: jax.Array,
+    alpha: float,
+    form: str = "paper",
 ) -> jax.Array:
-    """Eq. 2-3: L_G' = −E D(ŷ, x) + α · L_cls(s, y), L_cls the classification loss (BCE in
-    the paper) already computed on G's logits."""
+    """G's loss, L_cls the classification loss (BCE in the paper) already computed on G's
+    logits. `form` "paper" is Eq. 2-3, L_G' = −E D(ŷ, x) + α · L_cls(s, y); "scaled" is
+    L_G' / α = L_cls(s, y) − E D(ŷ, x) / α: the same gradient direction at every step, at the
+    scale of the supervised phase's loss (α > 0)."""
+    if form == "scaled":
+        return classification_loss - jnp.mean(generated_scores) / alpha
+    if form != "paper":
+        raise ValueError(f"unknown generator loss {form!r}; choose one of {GENERATOR_LOSSES}")
     return -jnp.mean(generated_scores) + alpha * classification_loss

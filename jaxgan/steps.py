@@ -42,10 +42,20 @@ class StepContext:
     negative_sampling: bool = True
     gumbel: bool = True
     ema_decay: float = 0.0  # model.ema_decay: 0 = no moving average of G
+    generator_loss: str = "paper"  # method.generator_loss (`losses.GENERATOR_LOSSES`)
+    # The generator update at which G's Adam state is started afresh (optim.
+    # reset_generator_moments: the first of the adversarial phase); -1 = never.
+    reset_generator_at: int = -1
+    # G's learning rate decays linearly over the last `decay_steps` updates of each phase, to
+    # `decay_to` times itself at the phase's last update (optim.generator_decay_*); 0 = constant.
+    supervised_steps: int = 0
+    total_steps: int = 0
+    decay_steps: int = 0
+    decay_to: float = 0.0
 
     @classmethod
     def from_config(cls, config, generator, critic, generator_tx, critic_tx) -> "StepContext":
-        m = config.method
+        m, optim, schedule = config.method, config.optim, config.schedule
         return cls(
             generator=generator,
             critic=critic,
@@ -59,6 +69,12 @@ class StepContext:
             negative_sampling=m.negative_sampling,
             gumbel=m.gumbel,
             ema_decay=config.model.ema_decay,
+            generator_loss=m.generator_loss,
+            reset_generator_at=schedule.supervised_steps if optim.reset_generator_moments else -1,
+            supervised_steps=schedule.supervised_steps,
+            total_steps=schedule.supervised_steps + schedule.adversarial_steps,
+            decay_steps=optim.generator_decay_steps,
+            decay_to=optim.generator_decay_to,
         )
 
     @property
@@ -126,17 +142,40 @@ def _nonfinite(network_bit: int, loss: jax.Array, grads) -> jax.Array:
     return jnp.where(finite, 0, network_bit).astype(jnp.int32)
 
 
-def _apply_gradients(tx, grads, opt_state, params):
-    """One optimiser step: the new parameters and optimiser state."""
+def _apply_gradients(tx, grads, opt_state, params, scale=None):
+    """One optimiser step: the new parameters and optimiser state. `scale` multiplies the
+    update (for Adam and AdamW, the learning rate)."""
     updates, opt_state = tx.update(grads, opt_state, params)
+    if scale is not None:
+        updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
     return optax.apply_updates(params, updates), opt_state
 
 
-def _update_generator(state: TrainState, grads, batch_stats, ctx: StepContext) -> TrainState:
+def learning_rate_scale(ctx: StepContext, step: jax.Array, phase_end: int) -> jax.Array | None:
+    """The factor on G's learning rate at generator update `step` of a phase that ends at
+    `phase_end`: 1, falling linearly over the phase's last `ctx.decay_steps` updates to
+    `ctx.decay_to` at its last one. None without a decay."""
+    if ctx.decay_steps <= 0:
+        return None
+    left = jnp.asarray(phase_end - step, jnp.float32)  # updates left, this one included
+    fraction = jnp.clip((left - 1.0) / ctx.decay_steps, 0.0, 1.0)
+    return ctx.decay_to + (1.0 - ctx.decay_to) * fraction
+
+
+def _update_generator(
+    state: TrainState, grads, batch_stats, ctx: StepContext, phase_end: int
+) -> TrainState:
     """Applies one update of G (both phases go through here, so they cannot drift apart): its
-    optimiser step, the running statistics its training-mode pass measured, the moving
-    average of both when `ctx.ema_decay` > 0, and the step counter."""
-    params, opt_state = _apply_gradients(ctx.generator_tx, grads, state.g_opt_state, state.g_params)
+    optimiser step (at the learning rate of `learning_rate_scale`), the running statistics
+    its training-mode pass measured, the moving average of both when `ctx.ema_decay` > 0,
+    and the step counter."""
+    params, opt_state = _apply_gradients(
+        ctx.generator_tx,
+        grads,
+        state.g_opt_state,
+        state.g_params,
+        learning_rate_scale(ctx, state.step, phase_end),
+    )
     g_ema = state.g_ema
     if ctx.ema_decay > 0:
         new = {"params": params, "batch_stats": batch_stats}
@@ -161,7 +200,7 @@ def supervised_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[T
         return ctx.classification_loss(logits, batch["labels"]), batch_stats
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
-    state = _update_generator(state, grads, batch_stats, ctx)
+    state = _update_generator(state, grads, batch_stats, ctx, ctx.supervised_steps)
     nonfinite = _nonfinite(GENERATOR_FAILED, loss, grads)
     return state, {ctx.classification_loss.name: loss, "nonfinite": nonfinite}
 
@@ -220,8 +259,23 @@ def critic_step(state: TrainState, batches: dict, ctx: StepContext) -> tuple[Tra
     }
 
 
+def reset_generator_moments_if_due(state: TrainState, ctx: StepContext) -> TrainState:
+    """G's optimiser state started afresh (Adam's moments and step count) when `state.step` is
+    `ctx.reset_generator_at`, else unchanged: a function of the step, so that the reset
+    happens once, at the first generator update of the adversarial phase, however the run
+    is interrupted and resumed."""
+    if ctx.reset_generator_at < 0:
+        return state
+    fresh = ctx.generator_tx.init(state.g_params)
+    due = state.step == ctx.reset_generator_at
+    opt_state = jax.tree.map(lambda f, o: jnp.where(due, f, o), fresh, state.g_opt_state)
+    return state.replace(g_opt_state=opt_state)
+
+
 def generator_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[TrainState, dict]:
-    """One update of G on Eq. 2: −E D(ŷ, x) + α·L_cls, ŷ a differentiable sample of G(x)."""
+    """One update of G on Eq. 2: −E D(ŷ, x) + α·L_cls (or that divided by α,
+    `ctx.generator_loss`), ŷ a differentiable sample of G(x)."""
+    state = reset_generator_moments_if_due(state, ctx)
     keys = generator_keys(state)
     sample_key, dropout_key = keys["sample"], keys["dropout"]
     features = _features(ctx, state, batch["image"])
@@ -234,7 +288,7 @@ def generator_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[Tr
         )
         scores = critic(_sample(ctx, sample_key, logits), features)
         classification = ctx.classification_loss(logits, batch["labels"])
-        loss = losses.generator_loss(scores, classification, ctx.alpha)
+        loss = losses.generator_loss(scores, classification, ctx.alpha, ctx.generator_loss)
         metrics = {
             "generator_loss": loss,
             loss_name: classification,
@@ -246,7 +300,7 @@ def generator_step(state: TrainState, batch: dict, ctx: StepContext) -> tuple[Tr
         state.g_params
     )
     metrics["nonfinite"] = _nonfinite(GENERATOR_FAILED, loss, grads)
-    return _update_generator(state, grads, batch_stats, ctx), metrics
+    return _update_generator(state, grads, batch_stats, ctx, ctx.total_steps), metrics
 
 
 def adversarial_step(

@@ -73,6 +73,8 @@ def test_every_shipped_config_and_variant_passes(name, variant):
         ("method.feature_extractor", "snapshots", "snapshot", "digit_scenes"),
         ("method.classification_loss", "als", "asl", "digit_scenes"),
         ("data.builder_config", "smal", "small", "digit_scenes"),
+        ("data.builder_config", "shufled", "shuffled", "digit_scenes"),
+        ("method.generator_loss", "scaeld", "scaled", "digit_scenes"),
         ("data.split_scheme", "oficial", "official", "nuswide"),
     ],
 )
@@ -110,6 +112,9 @@ def test_choose_one_lists_every_choice_and_suggests_only_near_ones():
         ("optim.b1", 1.0, 0.0),
         ("optim.b2", -0.1, 0.0),
         ("optim.weight_decay", -1e-4, 0.0),
+        ("optim.generator_decay_steps", -1, 0),
+        ("optim.generator_decay_to", 1.5, 1.0),
+        ("optim.generator_decay_to", -0.1, 0.0),
         ("critic.embed_dim", 0, 1),
         ("critic.num_layers", 0, 1),
         ("critic.negative_slope", 1.0, 0.0),
@@ -165,6 +170,14 @@ def test_an_unconditional_critic_needs_negative_sampling_off():
     config.method.conditional = False
     refused(config, "method.conditional=False", "negative_sampling=False")
     config.method.negative_sampling = False
+    check_config(config)
+
+
+def test_the_scaled_generator_loss_needs_a_positive_alpha():
+    config = get_config()
+    config.method.generator_loss, config.method.alpha = "scaled", 0.0
+    refused(config, "method.generator_loss='scaled'", "method.alpha")
+    config.method.alpha = 0.5
     check_config(config)
 
 

@@ -167,3 +167,30 @@ def test_classification_loss_reads_its_config_fields():
     method.asl.gamma_neg, method.asl.gamma_pos, method.asl.clip = 3.0, 0.5, 0.2
     chosen = losses.ClassificationLoss.from_config(method)
     assert chosen == losses.ClassificationLoss("asl", gamma_neg=3.0, gamma_pos=0.5, clip=0.2)
+
+
+def test_the_scaled_generator_loss_is_the_papers_divided_by_alpha():
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(6, 5)), jnp.float32)
+    labels = jnp.asarray(rng.random((6, 5)) < 0.4, jnp.float32)
+    scores_of = jnp.asarray(rng.normal(size=(5,)), jnp.float32)  # a linear "critic"
+    alpha = 7.0
+
+    def loss(form):
+        def of_logits(s):
+            return losses.generator_loss(
+                jax.nn.sigmoid(s) @ scores_of, losses.bce(s, labels), alpha, form
+            )
+
+        return of_logits
+
+    paper, scaled = loss("paper"), loss("scaled")
+    np.testing.assert_allclose(scaled(logits), paper(logits) / alpha, rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.grad(scaled)(logits), jax.grad(paper)(logits) / alpha, rtol=1e-5, atol=1e-7
+    )
+    # The paper's form is Eq. 2 itself: −E D + α·BCE.
+    expected = -jnp.mean(jax.nn.sigmoid(logits) @ scores_of) + alpha * losses.bce(logits, labels)
+    np.testing.assert_allclose(paper(logits), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown generator loss"):
+        losses.generator_loss(jnp.zeros(3), jnp.float32(1.0), alpha, "papr")

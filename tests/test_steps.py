@@ -405,3 +405,60 @@ def test_one_device_and_four_devices_agree():
     paths = jax.tree_util.tree_leaves_with_path(one)
     for (path, a), b in zip(paths, jax.tree.leaves(four), strict=True):
         assert relative_error(b, a) < 1e-4, jax.tree_util.keystr(path)
+
+
+def test_the_scaled_generator_loss_takes_the_papers_step_divided_by_alpha():
+    alpha = 4.0
+    paper = context("sgd", alpha=alpha)
+    scaled = context("sgd", alpha=alpha, generator_loss="scaled")
+    state, batch = make_state(paper), make_batch(3)
+    by_paper, paper_metrics = jitted(steps.generator_step, paper)(state, batch)
+    by_scaled, scaled_metrics = jitted(steps.generator_step, scaled)(state, batch)
+    paper_step = gradient_of_update(state.g_params, by_paper.g_params)
+    scaled_step = gradient_of_update(state.g_params, by_scaled.g_params)
+    assert relative_error(scaled_step, jax.tree.map(lambda g: g / alpha, paper_step)) < 1e-4
+    assert float(scaled_metrics["generator_loss"]) == pytest.approx(
+        float(paper_metrics["generator_loss"]) / alpha, rel=1e-5
+    )
+    assert float(scaled_metrics["bce"]) == pytest.approx(float(paper_metrics["bce"]), rel=1e-6)
+
+
+def test_g_adam_state_is_started_afresh_at_the_switch_only():
+    boundary = 2
+    carried, reset = context(), context(reset_generator_at=boundary)
+    state = make_state(carried)
+    for seed in range(boundary):  # the supervised phase: Adam's moments build up
+        state, _ = jitted(steps.supervised_step, carried)(state, make_batch(seed))
+    batch = make_batch(9)
+    after_reset, _ = jitted(steps.generator_step, reset)(state, batch)
+    fresh = state.replace(g_opt_state=carried.generator_tx.init(state.g_params))
+    expected, _ = jitted(steps.generator_step, carried)(fresh, batch)
+    chex.assert_trees_all_equal(jax.device_get(after_reset), jax.device_get(expected))
+    assert int(after_reset.g_opt_state[0].count) == 1
+    without, _ = jitted(steps.generator_step, carried)(state, batch)
+    assert int(without.g_opt_state[0].count) == boundary + 1
+    assert relative_error(without.g_params, after_reset.g_params) > 1e-6
+    # The next update is not at the boundary: the state is carried on.
+    second, _ = jitted(steps.generator_step, reset)(after_reset, make_batch(10))
+    expected_second, _ = jitted(steps.generator_step, carried)(after_reset, make_batch(10))
+    chex.assert_trees_all_equal(jax.device_get(second), jax.device_get(expected_second))
+    assert int(second.g_opt_state[0].count) == 2
+
+
+def test_g_learning_rate_decays_over_each_phase_end():
+    ctx = context("sgd", supervised_steps=10, total_steps=16, decay_steps=4, decay_to=0.1)
+    scale = [float(steps.learning_rate_scale(ctx, step, 10)) for step in range(4, 10)]
+    assert scale == pytest.approx([1.0, 1.0, 0.775, 0.55, 0.325, 0.1])
+    assert steps.learning_rate_scale(context("sgd"), 9, 10) is None  # no decay: constant
+    # Through the steps: the supervised update at the phase's last step, and the generator
+    # update at the adversarial phase's last step, are decay_to times the constant one's.
+    constant = context("sgd")
+    batch = make_batch(4)
+    for step_fn, at in ((steps.supervised_step, 9), (steps.generator_step, 15)):
+        state = make_state(constant)
+        state = state.replace(step=jnp.asarray(at, jnp.int32))
+        decayed, _ = jitted(step_fn, ctx)(state, batch)
+        full, _ = jitted(step_fn, constant)(state, batch)
+        decayed_step = gradient_of_update(state.g_params, decayed.g_params)
+        full_step = gradient_of_update(state.g_params, full.g_params)
+        assert relative_error(decayed_step, jax.tree.map(lambda g: 0.1 * g, full_step)) < 1e-4

@@ -323,3 +323,28 @@ def test_the_initial_state_is_the_one_a_pass_of_g_would_give(data_dir, tmp_path)
 
     expected = with_a_pass_of_g(g_key, critic_key, run_key)
     chex.assert_trees_all_equal(jax.device_get(run.state), jax.device_get(expected))
+
+
+def test_g_moments_reset_once_at_the_switch_and_a_resume_is_exact(tmp_path, data_dir):
+    """optim.reset_generator_moments (with a learning-rate decay at each phase's end): Adam's
+    step count restarts at the first adversarial update only, and a run resumed just before
+    or just after that update ends bit for bit where the uninterrupted run does."""
+    config = tiny_config(data_dir, adversarial_steps=3)
+    config.optim.reset_generator_moments = True
+    config.optim.generator_decay_steps = 2
+    whole = str(tmp_path / "whole")
+    train.train_and_evaluate(config, whole)
+    end = SUPERVISED_STEPS + 3
+
+    def adam_count(step):
+        return int(saved_state(config, whole, step).g_opt_state[0].count)
+
+    assert adam_count(SUPERVISED_STEPS) == SUPERVISED_STEPS
+    assert [adam_count(SUPERVISED_STEPS + k) for k in (1, 2, 3)] == [1, 2, 3]
+    for resume_at in (SUPERVISED_STEPS, SUPERVISED_STEPS + 1):
+        resumed = str(tmp_path / f"resumed_{resume_at}")
+        copy_checkpoint(whole, resume_at, resumed)
+        train.train_and_evaluate(config, resumed)
+        chex.assert_trees_all_equal(
+            saved_state(config, resumed, end), saved_state(config, whole, end)
+        )
