@@ -21,21 +21,16 @@ from tables import format_table  # experiments/tables.py
 from jaxgan import evaluate
 from jaxgan.data.digit_scenes.digit_scenes_dataset_builder import SCENES
 
-_TABLE = flags.DEFINE_string(
-    "table", "experiments/results/embedded_table.json", "A seed_table.py results file."
-)
-_OUT = flags.DEFINE_string("out", "experiments/results/hard_objects.md", "Markdown output.")
 
-
-def test_annotations(data_config) -> tuple[np.ndarray, np.ndarray]:
-    """labels and hard masks [N, L] of the test split, in evaluation order (the build's
-    order, which its prepared records keep)."""
+def annotations(data_config, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """labels and hard masks [N, L] of a split of the digit scenes, in evaluation order (the
+    build's order, which its prepared records keep)."""
     from jaxgan.data.digit_scenes import Builder
 
     builder = Builder(
         config=data_config.get("builder_config") or "default", data_dir=data_config.data_dir
     )
-    examples = tfds.as_numpy(builder.as_dataset(split="test", shuffle_files=False))
+    examples = tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False))
     pairs = [(e["labels"], e["hard"]) for e in examples]
     return np.array([p[0] for p in pairs], bool), np.array([p[1] for p in pairs], bool)
 
@@ -56,7 +51,7 @@ def rates(predicted, labels, hard) -> dict:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    with open(_TABLE.value) as f:
+    with open(flags.FLAGS.table) as f:
         table = json.load(f)["results"]
     rows = {}
     for name, runs in table.items():
@@ -67,18 +62,23 @@ def main(argv):
             scores = evaluate.scores(run["workdir"], "test")
             if scores.config.data.name != "digit_scenes":
                 raise app.UsageError(f"{run['workdir']} was not trained on the digit scenes")
-            labels, hard = test_annotations(scores.config.data)
+            labels, hard = annotations(scores.config.data)
             if not np.array_equal(labels, scores.labels > 0.5):
                 raise app.UsageError("the test split's annotations are not in evaluation order")
             predicted = scores.probabilities > scores.config.method.threshold
             per_seed.append(rates(predicted, labels, hard))
         rows[name] = per_seed
     markdown = format_table(rows, {name: name for name in next(iter(rows.values()))[0]})
-    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-    with open(_OUT.value, "w") as f:
+    out = flags.FLAGS.out
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out, "w") as f:
         f.write(markdown + "\n")
     print(markdown)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags only here: other scripts import the functions above
+    flags.DEFINE_string(
+        "table", "experiments/results/embedded_table.json", "A seed_table.py results file."
+    )
+    flags.DEFINE_string("out", "experiments/results/hard_objects.md", "Markdown output.")
     app.run(main)

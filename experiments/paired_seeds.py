@@ -28,7 +28,8 @@ _REPORTING = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints")
 
 def settings_key(config, supervised_only: bool) -> str:
     """A short hash of the settings a run depends on. A supervised run does not depend on the
-    adversarial phase's settings (method, critic, its learning rate, its length), nor does a
+    adversarial phase's settings (method, critic, its learning rate, the reset of G's moments,
+    its length), nor does a
     supervised chain's key depend on its length (the length is in the workdir's name)."""
     settings = config.to_dict()
     settings.pop("seed")
@@ -41,6 +42,7 @@ def settings_key(config, supervised_only: bool) -> str:
             settings.pop(section)
         settings["method"] = {"classification_loss": classification_loss, "asl": asl}
         settings["optim"].pop("critic_learning_rate")
+        settings["optim"].pop("reset_generator_moments")  # at the adversarial phase's start
         settings["schedule"].pop("supervised_steps")
         settings["schedule"].pop("adversarial_steps")
     text = json.dumps(settings, sort_keys=True, default=str)
@@ -90,7 +92,9 @@ def supervised_run(config, seed: int, steps: int, root: str) -> dict:
     run_config.seed = seed
     run_config.schedule.supervised_steps = steps
     run_config.schedule.adversarial_steps = 0
-    if not os.path.exists(workdir):
+    # A phase-end decay of G's learning rate makes a shorter run's end differ from the same
+    # steps inside a longer run, so such a chain is trained from the start.
+    if not os.path.exists(workdir) and config.optim.generator_decay_steps == 0:
         shorter = [
             int(name[len(prefix) :])
             for name in os.listdir(root)
@@ -126,11 +130,13 @@ def recorded(config) -> dict:
     return settings
 
 
-def paired_differences(first: list[dict], second: list[dict]) -> list[dict]:
-    """Per seed, `second` minus `first` for every column (labels/image as is)."""
+def paired_differences(first: list[dict], second: list[dict], keys=None) -> list[dict]:
+    """Per seed, `second` minus `first` for every column (or result key of `keys`;
+    labels/image as is)."""
     by_seed = {r["seed"]: r for r in first}
+    keys = COLUMNS.values() if keys is None else keys
     return [
-        {"seed": r["seed"], **{k: r[k] - by_seed[r["seed"]][k] for k in COLUMNS.values()}}
+        {"seed": r["seed"], **{k: r[k] - by_seed[r["seed"]][k] for k in keys}}
         for r in second
         if r["seed"] in by_seed
     ]

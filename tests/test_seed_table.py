@@ -43,6 +43,8 @@ PHASE_TWO_ONLY = [
     ("method.n_critic", 1),
     ("critic.num_layers", 2),
     ("optim.critic_learning_rate", 1e-3),
+    ("method.generator_loss", "scaled"),
+    ("optim.reset_generator_moments", True),
     ("schedule.adversarial_steps", 7),
     ("schedule.supervised_steps", 9),
     ("schedule.log_every", 3),
@@ -51,6 +53,7 @@ PHASE_TWO_ONLY = [
 # What the supervised phase depends on.
 PHASE_ONE = [
     ("optim.generator_learning_rate", 3e-4),
+    ("optim.generator_decay_steps", 50),
     ("method.classification_loss", "asl"),
     ("schedule.batch_size", 8),
     ("model.name", "resnet34"),
