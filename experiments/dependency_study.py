@@ -189,8 +189,8 @@ def plot(study: dict, path: str) -> str:
                            color=line[0].get_color())  # fmt: skip
         ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.set_xlabel("P(companion | both context digits), train split")
-        ax.set_ylabel(f"{name}: + WGAN-gp minus BCE only (points)")
-        ax.set_title(f"{name}, paired by seed", fontsize=10)
+        ax.set_ylabel(f"{name} gain (points)")
+        ax.set_title(f"{name}: + WGAN-gp minus BCE only, by seed", fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
