@@ -21,7 +21,8 @@ import json
 import os
 
 import numpy as np
-import seed_table  # experiments/seed_table.py: its flags are this script's too
+import paired_seeds  # experiments/paired_seeds.py
+import seed_table  # noqa: F401  experiments/seed_table.py: its flags are this script's too
 import tables  # experiments/tables.py
 from absl import app, flags, logging
 
@@ -104,7 +105,7 @@ def main(argv):
         variant_config = with_fields(config, VARIANTS[variant])
         only = "" if k == 0 else "adversarial"
         tag = "wgan" if variant == "paper" else variant  # seed_table's own arm is the paper's
-        part = seed_table.loss_rows(variant_config, loss, seeds, root, tag, only)
+        part = paired_seeds.loss_rows(variant_config, loss, seeds, root, tag, only)
         names = [name for name in part if "(paired)" not in name]
         if k == 0:
             baseline = names[0]
@@ -114,7 +115,7 @@ def main(argv):
         rows[arm] = [
             {**run, **switch_losses(run["workdir"], supervised)} for run in part[names[-1]]
         ]
-        rows[f"{arm} minus no critic (paired)"] = seed_table.paired_differences(
+        rows[f"{arm} minus no critic (paired)"] = paired_seeds.paired_differences(
             rows[baseline], rows[arm], COLUMNS.values()
         )
     rows[baseline] = [
@@ -124,7 +125,7 @@ def main(argv):
     markdown = f"{table}\n\nG's classification loss on its training batch around the switch "
     markdown += f"(mean over seeds):\n\n{format_switch(rows)}\n"
     settings = {variant: VARIANTS[variant] for variant in _VARIANTS.value}
-    record = {"config": seed_table.recorded(config), "variants": settings, "results": rows}
+    record = {"config": paired_seeds.recorded(config), "variants": settings, "results": rows}
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out + ".json", "w") as f:
         json.dump(record, f, indent=1, default=float)
