@@ -30,6 +30,10 @@ def annotations(data_config, split: str = "test") -> tuple[np.ndarray, np.ndarra
     builder = Builder(
         config=data_config.get("builder_config") or "default", data_dir=data_config.data_dir
     )
+    # Generated offline in seconds where this build is not there yet; a no-op where it is.
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
     examples = tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False))
     pairs = [(e["labels"], e["hard"]) for e in examples]
     return np.array([p[0] for p in pairs], bool), np.array([p[1] for p in pairs], bool)

@@ -229,10 +229,12 @@ def test_rewiring_is_deterministic_and_leaves_its_input():
 
 def test_each_level_builds_a_small_config(tmp_path):
     config = ml_collections.ConfigDict(
-        {"data_dir": str(tmp_path), "builder_config": "strong_small"}
+        {"name": "digit_scenes", "data_dir": str(tmp_path), "builder_config": "strong_small"}
     )
     source = digit_scenes.make_source(config)
-    assert source.builder.builder_config.dependency == "strong"
+    assert ds.Builder(config="strong_small", data_dir=str(tmp_path)).builder_config.dependency == (
+        "strong"
+    )
     assert source.num_examples("train") == 400
     assert {ds.builder_config_name(level, small=True) for level in ds.DEPENDENCIES} <= set(
         ds.Builder.builder_configs

@@ -309,6 +309,7 @@ def test_every_dataset_is_a_package_of_the_same_shape():
     from jaxgan.data.custom import naming
 
     assert str(digit_scenes.Builder.VERSION) == digit_scenes.VERSION
+    assert set(digit_scenes.BUILDER_CONFIGS) == set(digit_scenes.Builder.builder_configs)
     assert str(nuswide.Builder.VERSION) == nuswide.VERSION
     assert str(importlib.import_module("jaxgan.data.custom").Builder.VERSION) == naming.VERSION
     for name in ("coco", "nuswide"):  # built once by hand: python -m jaxgan.data.<name>

@@ -11,7 +11,12 @@ __all__ = ["CONFIG_FIELDS", "NATIVE_SIDE", "check_data_fields", "make_source", "
 
 # The data.* fields this dataset reads besides the base config's, with their types.
 CONFIG_FIELDS = {"builder_config": str}
-BUILDER_CONFIGS = ("default", "small")
+# The builder's configs (a test checks they agree): the scenes ("default", "small") and the
+# dependency levels of `digit_scenes_dataset_builder.DEPENDENCIES`.
+BUILDER_CONFIGS = (
+    *("default", "small"),
+    *(f"{level}{size}" for level in ("shuffled", "half", "strong") for size in ("", "_small")),
+)
 VERSION = "1.0.0"  # the builder's (a test checks they agree)
 NATIVE_SIDE = 32  # every scene is 32 x 32: prepared as it is, whatever data.image_size
 
@@ -53,7 +58,8 @@ def make_source(data_config, config_name: str | None = None) -> Source:
     """The prepared scenes under `data_config.data_dir`, generated and prepared if needed.
 
     `config_name` (else `data_config.builder_config`, else "default") picks the builder
-    config: "default" (8,000 / 2,000 / 2,000 images) or "small" (400 / 200 / 200).
+    config: "default" (8,000 / 2,000 / 2,000 images), "small" (400 / 200 / 200) or a
+    dependency level's (`BUILDER_CONFIGS`).
     """
     name = _config_name(data_config, config_name)
     return open_source(
