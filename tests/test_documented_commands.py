@@ -263,14 +263,17 @@ COMMANDS = {
     ),
     "python benchmarks/steps.py --backbones --cpu_runtime=jax "
     "--out=benchmarks/results/bench_backbones": Covered(BENCHMARKS + "test_steps_backbones"),
-    "python benchmarks/input.py --mode=cpu --config=configs/digit_scenes.py --iters=250 "
+    "python benchmarks/input.py --mode=cpu --iters=150": INPUT_CPU,
+    "python benchmarks/input.py --mode=cpu --iters=150 --config.data.augment=paper "
     "--config.data.cache_decoded=False": INPUT_CPU,
-    "python benchmarks/input.py --mode=cpu --iters=250 --warmup=130": INPUT_CPU,
-    "python benchmarks/input.py --mode=cpu --iters=250 --warmup=130 "
-    "--config.data.cache_decoded=False": INPUT_CPU,
-    "python benchmarks/input.py --mode=stall --cpu_runtime=jax": INPUT_STALL,
-    "python benchmarks/input.py --mode=stall --cpu_runtime=jax "
-    "--config.data.cache_decoded=False": INPUT_STALL,
+    "python benchmarks/input.py --mode=cpu --iters=150 --config.data.augment=paper "
+    "--config.data.cache_decoded=False --config.data.image_size=224 "
+    "--config.data.normalization=imagenet": INPUT_CPU,
+    "python benchmarks/input.py --mode=stall --out=benchmarks/results/input_stall_cpu": INPUT_STALL,
+    "python benchmarks/input.py --mode=stall --iters=5 --rounds=8 --config=configs/custom.py:cpu "
+    f"{PHOTOS} --out=benchmarks/results/input_stall_photos_cpu": Same(
+        f"{TINY_OTHER} --phase=supervised --iters=1 --rounds=1"
+    ),
     "python benchmarks/input.py --mode=pipeline --cores=1,2 --seconds=20 "
     "--out=benchmarks/results/input_pipeline_cpu": Covered(BENCHMARKS + "test_input_pipeline"),
 }
