@@ -85,6 +85,14 @@ def command() -> str:
     return " ".join(["python", script, *sys.argv[1:]])
 
 
+def report(out: str | None, result: dict, table: str) -> dict:
+    """Prints `table` and, with `out`, writes both files (`write_results`); returns `result`."""
+    print(table)
+    if out:
+        write_results(out, result, table)
+    return result
+
+
 def write_results(out: str, result: dict, table: str) -> None:
     """`<out>.json` (the numbers) and `<out>.md` (the table), creating the folder."""
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)

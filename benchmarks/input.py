@@ -391,10 +391,7 @@ def main(argv=None):
             f"{load['start']:.1f} at the start, {load['end']:.1f} at the end.",
         ]
     )
-    print(table)
-    if args.out:
-        cli.write_results(args.out, result, table)
-    return result
+    return cli.report(args.out, result, table)
 
 
 if __name__ == "__main__":

@@ -708,20 +708,14 @@ def main(argv=None):
     args = parse_args(argv)
     if args.startup:
         result, table = run_startup(args)
-        print(table)
-        if args.out:
-            cli.write_results(args.out, result, table)
-        return result
+        return cli.report(args.out, result, table)
     cli.configure_runtime(args)
     if args.backbones:
         result, table = run_backbones(args)
     else:
         result = run(args)
         table = markdown(result)
-    print(table)
-    if args.out:
-        cli.write_results(args.out, result, table)
-    return result
+    return cli.report(args.out, result, table)
 
 
 if __name__ == "__main__":

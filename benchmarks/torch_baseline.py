@@ -390,10 +390,7 @@ def main(argv=None):
     else:
         result = run(args)
         table = markdown(result)
-    print(table)
-    if args.out:
-        cli.write_results(args.out, result, table)
-    return result
+    return cli.report(args.out, result, table)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from jaxgan import outputs
 from jaxgan.choices import MISSING, RENAMED_FIELDS, field_at, renamed_field
 from jaxgan.state import TrainState
 
@@ -309,28 +310,11 @@ def check_workdir(workdir: str, needed_bytes: int = 0) -> None:
     with less free space than `needed_bytes` (about one checkpoint).
     """
     checkpoints = os.path.join(workdir, CHECKPOINT_DIR)
-    for path in (workdir, checkpoints):
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise CheckpointError(f"{path} is a file, not a folder; choose another --workdir")
     try:
-        os.makedirs(checkpoints, exist_ok=True)
-        probe = os.path.join(checkpoints, f".write_probe_{os.getpid()}")
-        with open(probe, "wb") as f:
-            f.write(b"\0" * 4096)
-        os.remove(probe)
-    except (FileExistsError, NotADirectoryError):
-        raise CheckpointError(
-            f"a file blocks the path of --workdir={workdir}; choose another --workdir"
-        ) from None
-    except OSError as error:
-        if error.errno == errno.ENOSPC:
-            raise CheckpointError(
-                f"the disk holding {workdir} is full; free space or choose another --workdir"
-            ) from None
-        raise CheckpointError(
-            f"cannot write to --workdir={workdir} ({error.strerror or error}); "
-            "choose a writable folder"
-        ) from None
+        outputs.check_writable(workdir, folders=(CHECKPOINT_DIR,))
+        outputs.check_writable(checkpoints)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
     free = shutil.disk_usage(checkpoints).free
     if needed_bytes and free < needed_bytes:
         raise CheckpointError(

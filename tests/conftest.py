@@ -26,6 +26,19 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 2**30))
 sys.modules.setdefault("triton", None)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Modules with the most `slow` tests first, the rest in their usual order: pytest-xdist
+    (`--dist loadscope --no-loadscope-reorder`) hands modules to workers in this order, so the
+    long ones start early and the short ones fill in behind them instead of one long module
+    running alone at the end."""
+    slow = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        slow[module] = slow.get(module, 0) + (item.get_closest_marker("slow") is not None)
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (-slow[item.nodeid.split("::")[0]], order[id(item)]))
+
+
 @pytest.fixture(autouse=True)
 def _xla_optimizations(request):
     """Tests marked `xla_optimized` (numerical parity with another library, speed settings)
