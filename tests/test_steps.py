@@ -450,15 +450,19 @@ def test_g_learning_rate_decays_over_each_phase_end():
     scale = [float(steps.learning_rate_scale(ctx, step, 10)) for step in range(4, 10)]
     assert scale == pytest.approx([1.0, 1.0, 0.775, 0.55, 0.325, 0.1])
     assert steps.learning_rate_scale(context("sgd"), 9, 10) is None  # no decay: constant
-    # Through the steps: the supervised update at the phase's last step, and the generator
-    # update at the adversarial phase's last step, are decay_to times the constant one's.
+    # Through the steps: each phase decays towards its own end (the supervised update at its
+    # phase's last step, the generator update two before the adversarial phase's end and at
+    # it), against the constant learning rate's update.
     constant = context("sgd")
     batch = make_batch(4)
-    for step_fn, at in ((steps.supervised_step, 9), (steps.generator_step, 15)):
+    cases = ((steps.supervised_step, 9, 0.1), (steps.generator_step, 13, 0.55),
+             (steps.generator_step, 15, 0.1))  # fmt: skip
+    for step_fn, at, factor in cases:
         state = make_state(constant)
         state = state.replace(step=jnp.asarray(at, jnp.int32))
         decayed, _ = jitted(step_fn, ctx)(state, batch)
         full, _ = jitted(step_fn, constant)(state, batch)
         decayed_step = gradient_of_update(state.g_params, decayed.g_params)
         full_step = gradient_of_update(state.g_params, full.g_params)
-        assert relative_error(decayed_step, jax.tree.map(lambda g: 0.1 * g, full_step)) < 1e-4
+        expected = jax.tree.map(lambda g, f=factor: f * g, full_step)
+        assert relative_error(decayed_step, expected) < 1e-4, (step_fn.__name__, at)
