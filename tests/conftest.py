@@ -26,17 +26,27 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 2**30))
 sys.modules.setdefault("triton", None)
 
 
+# The modules that take longest on two CPU workers, longest first (from `--durations=0`; a
+# scheduling hint only). pytest-xdist (`--dist loadscope --no-loadscope-reorder`) hands modules
+# to workers in collection order, so these start first and the short ones fill in behind them
+# instead of one long module running alone at the end (xdist's own order, by test count, put
+# the few-test, long modules last).
+LONG_MODULES = (
+    "test_documented_commands", "test_main", "test_steps", "test_weights_parity",
+    "test_benchmarks", "test_train", "test_dependency_study", "test_distributed",
+    "test_custom", "test_phase_switch", "test_models_backbones", "test_checkpoint",
+)  # fmt: skip
+
+
 def pytest_collection_modifyitems(config, items):
-    """Modules with the most `slow` tests first, the rest in their usual order: pytest-xdist
-    (`--dist loadscope --no-loadscope-reorder`) hands modules to workers in this order, so the
-    long ones start early and the short ones fill in behind them instead of one long module
-    running alone at the end."""
-    slow = {}
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        slow[module] = slow.get(module, 0) + (item.get_closest_marker("slow") is not None)
+    """The long modules first (`LONG_MODULES`), the rest in their usual order."""
+
+    def rank(item):
+        module = os.path.splitext(os.path.basename(item.nodeid.split("::")[0]))[0]
+        return LONG_MODULES.index(module) if module in LONG_MODULES else len(LONG_MODULES)
+
     order = {id(item): i for i, item in enumerate(items)}
-    items.sort(key=lambda item: (-slow[item.nodeid.split("::")[0]], order[id(item)]))
+    items.sort(key=lambda item: (rank(item), order[id(item)]))
 
 
 @pytest.fixture(autouse=True)

@@ -325,6 +325,7 @@ def test_the_initial_state_is_the_one_a_pass_of_g_would_give(data_dir, tmp_path)
     chex.assert_trees_all_equal(jax.device_get(run.state), jax.device_get(expected))
 
 
+@pytest.mark.slow
 def test_g_moments_reset_once_at_the_switch_and_a_resume_is_exact(tmp_path, data_dir):
     """optim.reset_generator_moments (with a learning-rate decay at each phase's end): Adam's
     step count restarts at the first adversarial update only, and a run resumed just before
