@@ -111,6 +111,7 @@ GENERATED_COCO = (
 STEPS_BENCHMARK = Covered(BENCHMARKS + "test_steps")
 INPUT_CPU = Covered(BENCHMARKS + "test_input_cpu")
 INPUT_STALL = Covered(BENCHMARKS + "test_input_stall")
+DEPENDENCY_STUDY = Covered("tests/test_dependency_study.py::test_the_study_runs_end_to_end")
 
 COMMANDS = {
     # README: the quick start, the developer tier, the four commands.
@@ -229,6 +230,15 @@ COMMANDS = {
     "--config.data.labels_file=photos/ucmerced17.csv": Same(
         TINY_OTHER, edit=(("--seeds=0,1,2", "--seeds=0"),)
     ),
+    # docs/critic.md: the study's script runs end to end at toy size in its own test.
+    "python experiments/dependency_study.py --levels=shuffled,scenes,strong "
+    "--supervised_steps=300 --seeds=0,1,2 --workdir=runs/dependency_study "
+    "--out=experiments/results/dependency_study_short "
+    "--config.schedule.adversarial_steps=200": DEPENDENCY_STUDY,
+    "python experiments/dependency_study.py --levels=shuffled,scenes,strong "
+    "--supervised_steps=1200 --seeds=0,1,2 --workdir=runs/dependency_study "
+    "--out=experiments/results/dependency_study "
+    "--config.schedule.adversarial_steps=200": DEPENDENCY_STUDY,
     # docs/performance.md: each benchmark's mode runs in tests/test_benchmarks.py.
     "python benchmarks/steps.py --model=resnet101 --image_size=224 --batch_size=32 "
     "--dtype=bfloat16 --out=benchmarks/results/steps_gpu_resnet101": STEPS_BENCHMARK,
