@@ -7,8 +7,8 @@ line naming the holder's pid, host and start time, which the holder records in t
 operating system releases the lock with the process, however it ends (a `kill -9` included),
 so a stale file never blocks a rerun. In a multi-process run, whose processes share the
 workdir, process 0 takes the lock for all and tells the others whether it got it. A dataset's
-build folder is guarded the same way (`exclusive(..., wait=True)`): a second build of one
-dataset waits for the first and then reads what it built.
+preparation is guarded the same way (`exclusive`, in `datasets.open_source`): a second one of
+the same records waits for the first and then reads what it prepared.
 
 Outputs checked. `check_writable` is called before the first image is read or the model
 restored: the folder exists or can be made, a file can be written there, and no folder sits

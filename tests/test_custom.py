@@ -478,7 +478,7 @@ def test_two_builds_of_one_dataset_at_once_build_it_once(tmp_path):
     for p, (out, err) in zip((first, second), results, strict=True):
         assert p.returncode == 0 and "Traceback" not in err, err[-3000:]
         assert out.split()[-1] == "200"
-    assert "waiting for another build" in results[1][1]
+    assert "waiting for another preparation" in results[1][1]
     built = os.listdir(folder)
     assert len(built) == 1
     versions = os.listdir(folder / built[0])

@@ -343,3 +343,47 @@ def test_cocos_labels_and_keep():
     # COCO is never downloaded here: its feature dict comes with the builder's code.
     features = coco.make_builder({"data_dir": None}).info.features
     assert "label" in features["objects"].feature
+
+
+def test_two_preparations_at_once_prepare_once(data_config, tmp_path, monkeypatch):
+    """Two trainings that find a dataset unprepared at once: the first prepares (held back
+    here until the second is waiting), the second waits for it and reads its records."""
+    import sys
+    import threading
+
+    calls, waiting = [], threading.Event()
+
+    class Stderr:  # where the waiting one says so
+        def write(self, text):
+            waiting.set() if "waiting for another preparation" in text else None
+            return len(text)
+
+        def flush(self):
+            pass
+
+    def prepare(path, side):
+        calls.append(threading.current_thread().name)
+        waiting.wait(30)
+        writer = records.Writer(path, ["a", "b"], side, {"test": True})
+        for i in range(4):
+            writer.add("train", np.full((side, side, 3), i, np.uint8), [i % 2, 1])
+        writer.close(["train"])
+
+    config = _with(data_config, data_dir=str(tmp_path))
+    sources = {}
+
+    def open_one():
+        sources[threading.current_thread().name] = datasets.open_source(
+            config, "test/set/1", {r: "train" for r in datasets.SPLIT_ROLES}, prepare, "fix"
+        )
+
+    monkeypatch.setattr(sys, "stderr", Stderr())
+    threads = [threading.Thread(target=open_one, name=f"run{k}") for k in range(2)]
+    threads[0].start()
+    while not calls:
+        threads[0].join(0.01)
+    threads[1].start()
+    for thread in threads:
+        thread.join(60)
+    assert waiting.is_set() and calls == ["run0"]
+    assert {name: s.num_examples("train") for name, s in sources.items()} == {"run0": 4, "run1": 4}

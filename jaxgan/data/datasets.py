@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 import ml_collections
 
+from jaxgan import outputs
 from jaxgan.choices import choose_one
 from jaxgan.data import augment, records
 
@@ -99,28 +100,23 @@ def open_source(
     splits: Mapping[str, str],
     prepare: Callable[[str, int], None],
     fix: str,
+    check: Callable[[], None] = lambda: None,
 ) -> Source:
     """The `Source` of dataset `key`'s prepared records under `data.data_dir`, at the side
     this config reads (`stored_side`). Where they are missing, `prepare(path, side)` makes
     them (it needs TensorFlow and TFDS: where they are not installed, one line says to run
-    `fix` where they are and to carry `data.data_dir` over)."""
+    `fix` where they are and to carry `data.data_dir` over). `check()` runs first where they
+    are missing: its refusals come before anything is written."""
     side = stored_side(data_config)
     path = records.records_dir(data_config.get("data_dir"), key, side)
     try:
         prepared = records.open_prepared(path, fix)
     except records.RecordsError:
-        if records.has_index(path):
-            raise  # damaged or of another format: the message says what to do
-        try:
-            importlib.import_module("tensorflow")  # TFDS needs it to read its builds
-            prepare(path, side)
-        except ImportError as error:
-            raise records.RecordsError(
-                f"no prepared records of {key} at {side} px in {path}, and they cannot be "
-                f"prepared here ({error.name or 'tensorflow'} is not installed): run `{fix}` "
-                f"on a machine with TensorFlow and carry data.data_dir here ({records.DOCS})"
-            ) from None
-        prepared = records.open_prepared(path, fix)
+        check()
+        # One preparation at a time: a second process waits, then reads what the first wrote.
+        what = f"preparation of {key}"
+        with outputs.exclusive(path + ".lock", f"the {what}", f"another {what}"):
+            prepared = _prepared_once(path, key, side, prepare, fix)
     source = Source(prepared=prepared, splits=dict(splits))
     missing = [role for role in SPLIT_ROLES if role not in source.splits]
     if missing:
@@ -131,6 +127,25 @@ def open_source(
         except ValueError as error:
             raise ValueError(f"data.{role}_split: {error}") from None
     return source
+
+
+def _prepared_once(path: str, key: str, side: int, prepare, fix: str) -> records.Prepared:
+    """The records in `path`, prepared first unless another process has done it meanwhile."""
+    try:
+        return records.open_prepared(path, fix)
+    except records.RecordsError:
+        if records.has_index(path):
+            raise  # damaged or of another format: the message says what to do
+    try:
+        importlib.import_module("tensorflow")  # TFDS needs it to read its builds
+        prepare(path, side)
+    except ImportError as error:
+        raise records.RecordsError(
+            f"no prepared records of {key} at {side} px in {path}, and they cannot be "
+            f"prepared here ({error.name or 'tensorflow'} is not installed): run `{fix}` "
+            f"on a machine with TensorFlow and carry data.data_dir here ({records.DOCS})"
+        ) from None
+    return records.open_prepared(path, fix)
 
 
 def get_source(data_config: ml_collections.ConfigDict) -> Source:

@@ -7,7 +7,6 @@ bad image files, and prepares the records.
 
 import os
 
-from jaxgan import outputs
 from jaxgan.data.custom import labels_file
 from jaxgan.data.custom.naming import VERSION, config_name
 from jaxgan.data.datasets import Source, open_source
@@ -117,23 +116,17 @@ def _check_splits(data_config, builder) -> None:
             )
 
 
-def prepare(data_config, path: str, side: int) -> None:
-    """Builds the TFDS copy of the images if needed and prepares its records. One process at a
-    time: another one preparing the same records (a second training started with the same
-    data) is waited for, and what it prepared is used."""
-    from jaxgan.data import records
-
+def check_before_preparing(data_config) -> None:
+    """The image files and splits an unbuilt copy would hold, refused before anything is
+    written."""
     builder = make_builder(data_config)
     if not builder.is_prepared():
-        _check_splits(data_config, builder)  # its refusals come before anything is written
-    dataset = f"{builder.name}/{builder.builder_config.name}"
-    with outputs.exclusive(path + ".lock", f"a build of {dataset}", f"another build of {dataset}"):
-        if records.has_index(path):  # prepared by the process waited for
-            return
-        _build_and_write(data_config, path, side)
+        _check_splits(data_config, builder)
 
 
-def _build_and_write(data_config, path: str, side: int) -> None:
+def prepare(data_config, path: str, side: int) -> None:
+    """Builds the TFDS copy of the images if needed and prepares its records (`open_source`
+    holds the preparation's lock meanwhile, so a second process waits and reads them)."""
     import tensorflow_datasets as tfds
     from absl import logging
 
@@ -168,6 +161,7 @@ def make_source(data_config) -> Source:
         key=f"custom_multilabel/{name}/{VERSION}",
         splits={split: split for split in labels_file.SPLIT_NAMES},
         prepare=lambda path, side: prepare(data_config, path, side),
+        check=lambda: check_before_preparing(data_config),
         fix="python -m jaxgan.data.prepare --config=configs/custom.py "
         f"--config.data.image_dir={data_config.image_dir} "
         f"--config.data.labels_file={data_config.labels_file}",
