@@ -112,6 +112,7 @@ STEPS_BENCHMARK = Covered(BENCHMARKS + "test_steps")
 INPUT_CPU = Covered(BENCHMARKS + "test_input_cpu")
 INPUT_STALL = Covered(BENCHMARKS + "test_input_stall")
 DEPENDENCY_STUDY = Covered("tests/test_dependency_study.py::test_the_study_runs_end_to_end")
+PHASE_SWITCH = Covered("tests/test_phase_switch.py::test_the_variants_share_the_supervised_phase")
 
 COMMANDS = {
     # README: the quick start, the developer tier, the four commands.
@@ -239,6 +240,13 @@ COMMANDS = {
     "--supervised_steps=1200 --seeds=0,1,2 --workdir=runs/dependency_study "
     "--out=experiments/results/dependency_study "
     "--config.schedule.adversarial_steps=200": DEPENDENCY_STUDY,
+    "python experiments/phase_switch.py --variants=paper,scaled,alpha1,reset --seeds=0,1,2 "
+    "--workdir=runs/phase_switch --out=experiments/results/phase_switch_embedded "
+    "--config.schedule.adversarial_steps=200": PHASE_SWITCH,
+    "python experiments/phase_switch.py --variants=paper,scaled,alpha1 --seeds=0,1,2 "
+    "--workdir=runs/phase_switch_photos --out=experiments/results/phase_switch_ucmerced "
+    "--config=configs/custom.py:cpu --config.data.image_dir=photos/UCMerced_LandUse/Images "
+    "--config.data.labels_file=photos/ucmerced17.csv --config.method.alpha=10": PHASE_SWITCH,
     # docs/performance.md: each benchmark's mode runs in tests/test_benchmarks.py.
     "python benchmarks/steps.py --model=resnet101 --image_size=224 --batch_size=32 "
     "--dtype=bfloat16 --out=benchmarks/results/steps_gpu_resnet101": STEPS_BENCHMARK,
