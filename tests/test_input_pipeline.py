@@ -355,7 +355,8 @@ def test_two_preparations_at_once_prepare_once(data_config, tmp_path, monkeypatc
 
     class Stderr:  # where the waiting one says so
         def write(self, text):
-            waiting.set() if "waiting for another preparation" in text else None
+            if "waiting for another preparation" in text:
+                waiting.set()
             return len(text)
 
         def flush(self):
