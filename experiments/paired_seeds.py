@@ -79,6 +79,8 @@ def finished_results(config, workdir: str, extends_supervised_phase: bool = Fals
 def _copy_run(source: str, target: str) -> None:
     """`target` starts where the finished run in `source` ended (its checkpoints and log)."""
     ignored = shutil.ignore_patterns(RESULT_FILE, "*.lock", "diagnostics")
+    # A copy cut short (a full disk, a kill) is started again rather than blocking every rerun.
+    shutil.rmtree(target + ".partial", ignore_errors=True)
     shutil.copytree(source, target + ".partial", ignore=ignored)
     os.rename(target + ".partial", target)
 

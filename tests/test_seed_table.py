@@ -97,3 +97,13 @@ def test_paired_differences_match_seeds(seed_table):
     differences = seed_table["paired_differences"](bce, adversarial)
     assert [d["seed"] for d in differences] == [1, 0]
     assert [d["mAP"] for d in differences] == pytest.approx([0.4, 0.5])
+
+
+def test_a_copy_cut_short_is_made_again(seed_table, tmp_path):
+    source, target = tmp_path / "supervised_300", tmp_path / "wgan_seed0"
+    (source / "checkpoints" / "300").mkdir(parents=True)
+    (source / "checkpoints" / "300" / "state").write_text("finished")
+    (tmp_path / "wgan_seed0.partial" / "checkpoints").mkdir(parents=True)  # an earlier copy, cut
+    seed_table["_copy_run"](str(source), str(target))
+    assert (target / "checkpoints" / "300" / "state").read_text() == "finished"
+    assert not (tmp_path / "wgan_seed0.partial").exists()
