@@ -52,7 +52,7 @@ PHASE_TWO_ONLY = [
 ]
 # What the supervised phase depends on.
 PHASE_ONE = [
-    ("optim.generator_learning_rate", 3e-4),
+    ("optim.generator_learning_rate", 5e-4),
     ("optim.generator_decay_steps", 50),
     ("method.classification_loss", "asl"),
     ("schedule.batch_size", 8),
