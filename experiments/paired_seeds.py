@@ -118,7 +118,17 @@ def adversarial_run(config, seed: int, supervised_phase: str, root: str, tag: st
     run_config = copy.deepcopy(config)
     run_config.seed = seed
     if not os.path.exists(workdir):
-        _copy_run(supervised_phase, workdir)
+        # The same settings, finished under another tag (another script's name for them).
+        same = sorted(
+            name
+            for name in os.listdir(root)
+            if name.endswith(f"_{key}_seed{seed}")
+            and os.path.exists(os.path.join(root, name, RESULT_FILE))
+        )
+        if same:
+            workdir = os.path.join(root, same[0])
+        else:
+            _copy_run(supervised_phase, workdir)
     print(f"== + WGAN-gp ({tag}), seed {seed}: {workdir}", flush=True)
     return finished_results(run_config, workdir)
 

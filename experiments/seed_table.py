@@ -13,7 +13,8 @@ of any length are one chain per (seed, supervised settings): a longer one contin
 longest finished shorter one (the data order and the state are functions of the seed and the
 step, so the result is the run trained at once), and a no-critic arm of S + A steps also serves
 as the supervised phase of a later setting with S + A supervised steps. Every run is keyed by a
-hash of the settings it depends on, so a changed setting never reuses a run made without it.
+hash of the settings it depends on, so a changed setting never reuses a run made without it,
+and a finished adversarial run is reused whatever `--tag` (or `phase_switch.py` variant) named it.
 
 Reported on the test split: C-F1 and O-F1 at the configured threshold and at the threshold
 chosen on the validation split, mAP, C-P, C-R, labels per image; the validation C-F1 and mAP

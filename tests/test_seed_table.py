@@ -107,3 +107,14 @@ def test_a_copy_cut_short_is_made_again(seed_table, tmp_path):
     seed_table["_copy_run"](str(source), str(target))
     assert (target / "checkpoints" / "300" / "state").read_text() == "finished"
     assert not (tmp_path / "wgan_seed0.partial").exists()
+
+
+def test_an_adversarial_run_is_shared_across_tags(seed_table, config, tmp_path):
+    key = seed_table["settings_key"](config, supervised_only=False)
+    finished = tmp_path / f"alpha1_{key}_seed1"  # phase_switch.py's name for these settings
+    finished.mkdir()
+    (finished / seed_table["RESULT_FILE"]).write_text('{"mAP": 0.5}')
+    (tmp_path / f"ablation_{key}_seed1").mkdir()  # unfinished: trained by its own command
+    result = seed_table["adversarial_run"](config, 1, "no/supervised/phase", str(tmp_path), "wgan")
+    assert result == {"mAP": 0.5}
+    assert not (tmp_path / f"wgan_{key}_seed1").exists()
