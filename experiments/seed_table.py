@@ -1,7 +1,7 @@
 """A config with and without the critic over paired seeds, for any config: the results tables.
 
     python experiments/seed_table.py --config=configs/custom.py:cpu --seeds=0,1,2 \
-        --workdir=runs/photos --out=experiments/results/photos_table \
+        --workdir=runs/photos_ucm --out=experiments/results/photos_table_ucmerced \
         [--losses=bce,asl] [--tag=alpha1 --config.method.alpha=1 ...]
 
 Paired seeds: for each seed (and classification loss) the supervised phase

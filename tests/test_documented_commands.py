@@ -103,6 +103,25 @@ PRETRAINED = (
     "--config.schedule.adversarial_steps=0"
 )
 PHOTOS = "--config.data.image_dir=photos --config.data.labels_file=photos/labels.csv"
+# The two real photo sets of docs/critic.md and docs/results.md, where their instructions put them.
+UCMERCED = (
+    "--config.data.image_dir=photos/UCMerced_LandUse/Images "
+    "--config.data.labels_file=photos/ucmerced17.csv"
+)
+MIML = (
+    "--config.data.image_dir=photos/Multi-Label/original "
+    "--config.data.labels_file=photos/Multi-Label/data.csv"
+)
+ONE_SEED = ("--seeds=0,1,2", "--seeds=0")
+# A MIML command is the UC Merced one on another folder of the same kind (images and a CSV):
+# its tiny form is the UC Merced one's, which TestResults runs once for both.
+MIML_AS_UCMERCED = (
+    ("photos/Multi-Label/original", "photos/UCMerced_LandUse/Images"),
+    ("photos/Multi-Label/data.csv", "photos/ucmerced17.csv"),
+    ("runs/photos_miml", "runs/photos_ucm"),
+    ("_miml", "_ucmerced"),
+)
+PHOTO_SETS = [("ucm", "ucmerced", UCMERCED, ()), ("miml", "miml", MIML, MIML_AS_UCMERCED)]
 BENCHMARKS = "tests/test_benchmarks.py::"
 # COCO-shaped records where configs/coco.py reads them, at the tiny size (no download).
 GENERATED_COCO = (
@@ -226,10 +245,12 @@ COMMANDS = {
     "python experiments/prepare_ucmerced.py --images_dir=photos/UCMerced_LandUse/Images "
     "--multilabels=LandUse_Multilabeled.txt --out=photos/ucmerced17.csv": Same(),
     "python experiments/seed_table.py --config=configs/custom.py:cpu --seeds=0,1,2 "
-    "--workdir=runs/photos --out=experiments/results/photos_table "
-    "--config.data.image_dir=photos/UCMerced_LandUse/Images "
-    "--config.data.labels_file=photos/ucmerced17.csv": Same(
-        TINY_OTHER, edit=(("--seeds=0,1,2", "--seeds=0"),)
+    f"--workdir=runs/photos_ucm --out=experiments/results/photos_table_ucmerced {UCMERCED}": Same(
+        TINY_OTHER, edit=(ONE_SEED,)
+    ),
+    "python experiments/seed_table.py --config=configs/custom.py:cpu --seeds=0,1,2 "
+    f"--workdir=runs/photos_miml --out=experiments/results/photos_table_miml {MIML}": Same(
+        TINY_OTHER, edit=(ONE_SEED, *MIML_AS_UCMERCED)
     ),
     # docs/critic.md: the study's script runs end to end at toy size in its own test.
     "python experiments/dependency_study.py --levels=shuffled,scenes,strong "
@@ -245,8 +266,28 @@ COMMANDS = {
     "--config.schedule.adversarial_steps=200": PHASE_SWITCH,
     "python experiments/phase_switch.py --variants=paper,scaled,alpha1 --seeds=0,1,2 "
     "--workdir=runs/phase_switch_photos --out=experiments/results/phase_switch_ucmerced "
-    "--config=configs/custom.py:cpu --config.data.image_dir=photos/UCMerced_LandUse/Images "
-    "--config.data.labels_file=photos/ucmerced17.csv --config.method.alpha=10": PHASE_SWITCH,
+    f"--config=configs/custom.py:cpu {UCMERCED} --config.method.alpha=10 "
+    "--config.optim.generator_learning_rate=1e-3 --config.optim.generator_decay_steps=0": (
+        PHASE_SWITCH
+    ),
+    # The recipe for real photos: the reference, then each candidate, on both sets.
+    **{
+        "python experiments/seed_table.py --only=no_critic --seeds=0,1,2 "
+        f"--workdir=runs/photos_{short} --out=experiments/results/photos_reference_{name} "
+        f"--config=configs/custom.py:cpu {data} --config.optim.generator_learning_rate=1e-4 "
+        "--config.optim.generator_decay_steps=0": Same(TINY_OTHER, edit=(ONE_SEED, *as_ucmerced))
+        for short, name, data, as_ucmerced in PHOTO_SETS
+    },
+    **{
+        "python experiments/phase_switch.py --variants=alpha1,scaled --seeds=0,1,2 "
+        f"--workdir=runs/photos_{short} --out=experiments/results/photos_recipe_{rate}_{name} "
+        f"--config=configs/custom.py:cpu {data} --config.method.alpha=10"
+        + ("" if rate == "3e-4" else f" --config.optim.generator_learning_rate={rate}"): (
+            PHASE_SWITCH
+        )
+        for short, name, data, _ in PHOTO_SETS
+        for rate in ("1e-3", "3e-4")
+    },
     # docs/performance.md: each benchmark's mode runs in tests/test_benchmarks.py.
     "python benchmarks/steps.py --model=resnet101 --image_size=224 --batch_size=32 "
     "--dtype=bfloat16 --out=benchmarks/results/steps_gpu_resnet101": STEPS_BENCHMARK,
@@ -498,13 +539,18 @@ class TestResults:
 
     def test_commands(self, folder):
         ucmerced(folder, np.random.default_rng(0))
+        ran = set()
         for command in GROUPS["results"]:
-            run(folder, command)
+            tiny = " ".join(runnable(command).split())
+            if tiny not in ran:  # the same tiny form as an earlier command's
+                ran.add(tiny)
+                run(folder, command)
         with open(os.path.join(folder, "experiments", "results", "embedded_table_asl.json")) as f:
             rows = json.load(f)["results"]
         assert any(name.startswith("ASL + WGAN-gp minus") for name in rows)
         assert os.path.isfile(os.path.join(folder, "experiments", "results", "hard_objects.md"))
-        assert os.path.isfile(os.path.join(folder, "experiments", "results", "photos_table.md"))
+        for table in ("photos_table_ucmerced.md", "photos_reference_ucmerced.md"):
+            assert os.path.isfile(os.path.join(folder, "experiments", "results", table))
 
 
 def torchvision_file(path: str, arch: str) -> None:
