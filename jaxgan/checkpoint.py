@@ -548,11 +548,12 @@ class Checkpointer:
                     "use the same optim.weight_decay or a fresh --workdir"
                 )
 
-    def _saved_names(self, step: int, abstract: dict) -> dict:
-        """{field of `abstract`: its name in the checkpoint at `step`}: the old name of a
-        renamed field (`RENAMED_STATE_FIELDS`) where the checkpoint was made before the
+    @staticmethod
+    def _saved_names(saved: dict | None, abstract: dict) -> dict:
+        """{field of `abstract`: its name among the `saved` arrays' metadata}: the old name of
+        a renamed field (`RENAMED_STATE_FIELDS`) where the checkpoint was made before the
         rename."""
-        saved = self.manager.item_metadata(step)["state"] or {}
+        saved = saved or {}
         return {
             key: RENAMED_STATE_FIELDS[key]
             if key not in saved and RENAMED_STATE_FIELDS.get(key) in saved
@@ -560,10 +561,10 @@ class Checkpointer:
             for key in abstract
         }
 
-    def _check_shapes(self, step: int, abstract: dict) -> None:
-        """The saved arrays must have the shapes the config builds; names the first that
-        differs (a structural mismatch is a config change, not damage)."""
-        saved = self.manager.item_metadata(step)["state"]
+    def _check_shapes(self, step: int, saved: dict | None, abstract: dict) -> None:
+        """The `saved` arrays (their metadata, from the checkpoint at `step`) must have the
+        shapes the config builds; names the first that differs (a structural mismatch is a
+        config change, not damage)."""
         saved_leaves = dict(_flat(saved)) if saved is not None else {}
         if not saved_leaves:
             raise OSError("the index of its arrays is missing")
@@ -641,9 +642,11 @@ class Checkpointer:
             if meta is not None:
                 self._check_meta(saved, meta, resume, candidate, extends_supervised_phase)
             try:
-                names = self._saved_names(candidate, abstract)
+                # Reading the arrays' index opens every array's store: once per candidate.
+                arrays = self.manager.item_metadata(candidate)["state"]
+                names = self._saved_names(arrays, abstract)
                 as_saved = {names[key]: value for key, value in abstract.items()}
-                self._check_shapes(candidate, as_saved)
+                self._check_shapes(candidate, arrays, as_saved)
             except CheckpointError:
                 raise
             except Exception as error:
