@@ -328,6 +328,26 @@ def state_bytes(state) -> int:
     return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
 
 
+# Orbax saves an array that several devices hold in slices, one per device, each cut by an
+# eager operation. For a model state's many small arrays the cuts cost more than the writes
+# they spread, so arrays under this size are written whole, from one device.
+MIN_REPLICA_SLICE_BYTES = 1 << 20
+
+
+def _type_handlers():
+    """Orbax's default type handlers, with `MIN_REPLICA_SLICE_BYTES` for arrays."""
+    handlers = []
+    for kind in ocp.type_handlers.supported_types():
+        handler = ocp.type_handlers.get_type_handler(kind)
+        if kind is jax.Array:
+            handler = ocp.type_handlers.ArrayHandler(
+                array_metadata_store=handler._array_metadata_store,  # no public accessor
+                min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES,
+            )
+        handlers.append((kind, handler))
+    return ocp.type_handlers.create_type_handler_registry(*handlers)
+
+
 class Checkpointer:
     """Saves and restores `TrainState`s under `<workdir>/checkpoints`.
 
@@ -367,7 +387,7 @@ class Checkpointer:
             self.directory,
             options=options,
             item_handlers={
-                "state": ocp.PyTreeCheckpointHandler(),
+                "state": ocp.PyTreeCheckpointHandler(type_handler_registry=_type_handlers()),
                 "meta": ocp.JsonCheckpointHandler(),
             },
         )

@@ -74,6 +74,31 @@ def test_keeps_only_the_newest(tmp_path):
     assert checkpointer.all_steps() == [2, 3] and checkpointer.latest_step() == 3
 
 
+def test_small_arrays_several_devices_hold_are_saved_whole_and_restore(tmp_path, monkeypatch):
+    """Orbax cuts an array that several devices hold into one slice per device, each cut an
+    eager operation; a state's small arrays are written whole instead, and read back as saved."""
+    from orbax.checkpoint._src.serialization import replica_slices
+
+    cuts, data = [], replica_slices.ReplicaSlice.data
+
+    def counted(self):
+        cuts.append(self.slice_args is not None)
+        return data(self)
+
+    monkeypatch.setattr(replica_slices.ReplicaSlice, "data", counted)
+    ctx = make_context()
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    everywhere = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    state = jax.device_put(make_state(ctx), everywhere)
+    assert len(jax.devices()) > 1 and len(jax.tree.leaves(state)[0].devices()) > 1
+    checkpointer = Checkpointer(str(tmp_path))
+    checkpointer.save(state, META)
+    checkpointer.wait()
+    assert cuts and not any(cuts)
+    restored, _ = Checkpointer(str(tmp_path)).restore(make_state(ctx), META)
+    chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(state))
+
+
 @pytest.mark.parametrize("field,value", [("model", "resnet50"), ("num_labels", 80)])
 def test_refuses_a_checkpoint_of_another_model(tmp_path, field, value):
     ctx = make_context()
