@@ -10,6 +10,17 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Under pytest-xdist with as many workers as CPUs, each worker (and every process it starts)
+# runs on a CPU of its own: XLA's, torch's and TensorFlow's thread pools size themselves from
+# the affinity mask, and threads that spin waiting for work on a shared CPU slow both workers.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+if (
+    _WORKER.startswith("gw")
+    and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")) >= len(_CPUS) > 1
+):
+    os.sched_setaffinity(0, {_CPUS[int(_WORKER[2:]) % len(_CPUS)]})
+
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 ).strip()
